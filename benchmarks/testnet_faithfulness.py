@@ -1,0 +1,108 @@
+"""How faithful are the built-in methods on testnet? A table for README.
+
+50 fresh testnet samples (25 with a circle, 25 with a square), the bundled model, every built-in
+method with its defaults. For each map: relevance mass and density on the target, decider and
+distractor shapes and on the background (pixels in no shape), the pointing game on the decider and
+the target, and deletion and insertion AUC against a random pixel order.
+
+Run: python benchmarks/testnet_faithfulness.py [--count 50] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onnxplain import data, testnet
+from onnxplain.evaluation import Item, evaluate
+from onnxplain.evaluation.faithfulness import Deletion, Insertion
+from onnxplain.evaluation.localisation import PointingGame, RelevanceMass
+from onnxplain.model import OnnxModel
+from onnxplain.registry import plugins
+
+SEED = 20261122  # a dataset seed used neither for training, nor held out, nor for the bundled samples
+ROLES = ("target", "decider", "distractor", "background")
+
+
+def balanced_samples(count: int) -> list[testnet.TestnetSample]:
+    """The first `count` / 2 samples of each decider shape from the benchmark's seed."""
+    chosen = {"circle": [], "square": []}
+    for sample in testnet.generate(10 * count, seed=SEED):
+        if len(chosen[sample.decider_shape]) < count // 2:
+            chosen[sample.decider_shape].append(sample)
+        if sum(map(len, chosen.values())) == count:
+            break
+    return chosen["circle"] + chosen["square"]
+
+
+def item(index: int, sample: testnet.TestnetSample) -> Item:
+    shapes = dict(sample.shapes)
+    shapes["background"] = ~(shapes["target"] | shapes["decider"] | shapes["distractor"])
+    return Item(name=f"{index:03d}-{sample.decider_shape}", image=sample.image[:, :, None], masks=shapes)
+
+
+def markdown(means: dict[str, dict[str, float]], count: int) -> str:
+    lines = [
+        f"| method (score) | relevance mass: target / decider / distractor / background | "
+        f"per pixel vs image mean: decider / background | pointing game: decider / target | "
+        f"deletion AUC (random) ↓ | insertion AUC (random) ↑ |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, m in means.items():
+        mass = " / ".join(f"{m[f'relevance_mass[{r}]']:.2f}" for r in ROLES)
+        density = f"{m['relevance_density[decider]']:.1f}× / {m['relevance_density[background]']:.2f}×"
+        pointing = f"{m['pointing_game[decider]']:.2f} / {m['pointing_game[target]']:.2f}"
+        deletion = f"{m['deletion_auc']:.3f} ({m['deletion_random_auc']:.3f})"
+        insertion = f"{m['insertion_auc']:.3f} ({m['insertion_random_auc']:.3f})"
+        lines.append(f"| {method} ({m['score']}) | {mass} | {density} | {pointing} | {deletion} | {insertion} |")
+    lines.append(f"\nMeans over {count} testnet samples (seed {SEED}, half circles, half squares); "
+                 "bundled model, each method with its defaults.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    args = parser.parse_args()
+
+    model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=16)
+    samples = balanced_samples(args.count)
+    methods = [plugins.create("perturbation", name) for name in ("hdm", "rise")]
+    metrics = [RelevanceMass(), PointingGame(), Deletion(), Insertion()]
+    started = time.perf_counter()
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        print(f"{done}/{len(samples) * len(methods)} explanations, {time.perf_counter() - started:.0f} s", flush=True)
+
+    table = evaluate(model, [item(i, s) for i, s in enumerate(samples)], methods=methods, metrics=metrics,
+                     seed=0, progress=progress)
+    means = table.means()
+    for method in means:
+        means[method]["score"] = next(r["score"] for r in table.rows if r["method"] == method)
+    written = table.save(args.out / "testnet_faithfulness")
+    summary = markdown(means, len(samples))
+    (args.out / "testnet_faithfulness.md").write_text(summary + "\n")
+    ratios = {}
+    for method in means:
+        rows = [r for r in table.rows if r["method"] == method]
+        ratios[method] = {
+            "decider_over_background_density": float(np.mean(
+                [r["relevance_density[decider]"] / max(r["relevance_density[background]"], 1e-12) for r in rows])),
+            "deletion_better_than_random": float(np.mean([r["deletion_auc"] < r["deletion_random_auc"] for r in rows])),
+        }
+    (args.out / "testnet_faithfulness_summary.json").write_text(json.dumps(ratios, indent=2) + "\n")
+    print(summary)
+    print(json.dumps(ratios, indent=2))
+    print("wrote", *written, args.out / "testnet_faithfulness.md")
+
+
+if __name__ == "__main__":
+    main()

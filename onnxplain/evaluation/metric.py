@@ -1,0 +1,140 @@
+"""The metric interface: a number (and maybe a curve) saying how faithful a saliency map is."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from onnxplain.errors import OnnxplainError
+from onnxplain.model import OnnxModel
+from onnxplain.registry import plugin_parameters
+from onnxplain.result import Explanation
+from onnxplain.scores import ClassScore, DiceScore
+from onnxplain.targets import Reference
+
+CURVE_SCORES = ("class-score", "dice")
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """Everything a metric may use besides the map.
+
+    Attributes
+    ----------
+    model : OnnxModel
+        The model that was explained.
+    image : ndarray of float32, shape (H, W, C)
+        The explained image.
+    reference : Reference
+        The explanation's reference and region of interest.
+    explain : callable, optional
+        ``explain(image) -> saliency``: the same explanation method and settings on another image
+        (metrics that test stability need it).
+    masks : mapping of str to ndarray of bool
+        Named regions where relevance is expected (testnet: ``'decider'``, ``'target'``...).
+    seed : int
+        Seed of every random choice a metric makes.
+    batch_size : int
+        Images per forward pass.
+    """
+
+    model: OnnxModel
+    image: np.ndarray
+    reference: Reference
+    explain: Callable[[np.ndarray], np.ndarray] | None = None
+    masks: Mapping[str, np.ndarray] = field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = 16
+
+    @classmethod
+    def from_explanation(
+        cls,
+        explanation: Explanation,
+        *,
+        explain: Callable[[np.ndarray], np.ndarray] | None = None,
+        masks: Mapping[str, np.ndarray] | None = None,
+    ) -> EvaluationContext:
+        """The context of an explanation made by `onnxplain.explain`."""
+        return cls(
+            model=explanation.model,
+            image=explanation.image,
+            reference=explanation.reference,
+            explain=explain,
+            masks=dict(masks or {}),
+            seed=explanation.seed,
+            batch_size=explanation.batch_size,
+        )
+
+    def similarity(self, images: np.ndarray, score: str = "class-score") -> np.ndarray:
+        """How close the model's output on each image is to the reference, in [0, 1].
+
+        ``'class-score'``: the mean class probability over the region of interest (the reference
+        pixels for a whole-class target); ``'dice'``: the Dice coefficient with the reference.
+        """
+        scorer = {"class-score": ClassScore, "dice": DiceScore}[score]()
+        values = []
+        for start in range(0, len(images), self.batch_size):
+            outputs = self.model.predict(images[start : start + self.batch_size])
+            values.append(1.0 - scorer.calculate_distance(outputs, self.reference))
+        return np.concatenate(values)
+
+
+@dataclass
+class MetricResult:
+    """What a metric found for one map.
+
+    Attributes
+    ----------
+    values : dict of str to float
+        Named numbers, each name unique across metrics, such as
+        ``{'deletion_auc': 0.12, 'deletion_random_auc': 0.45}``.
+    curves : dict of str to (x, y)
+        Named curves, for plots.
+    """
+
+    values: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+class Metric(ABC):
+    """A faithfulness metric: an ``onnxplain.metrics`` plugin.
+
+    Contract: `evaluate` checks the map once (shape (H, W) of the image, finite values) and
+    returns a `MetricResult`; it runs the model only through the context, with the context's seed
+    for any random choice, and changes none of its inputs. `higher_is_better` says which way its
+    values point for a more faithful map. Subclasses implement `_evaluate` and keep each
+    constructor argument as an attribute of the same name.
+    """
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+
+    def evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
+        """Measure `saliency` (H, W) for the image and model of `context`."""
+        saliency = np.asarray(saliency, dtype=np.float64)
+        if saliency.shape != context.image.shape[:2]:
+            raise OnnxplainError(
+                f"the saliency map is shaped {saliency.shape} but the image is {context.image.shape[:2]} "
+                "(height, width); give a map of the image's size"
+            )
+        if not np.isfinite(saliency).all():
+            raise OnnxplainError("the saliency map contains NaN or infinite values")
+        return self._evaluate(context, saliency)
+
+    @abstractmethod
+    def _evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
+        """The metric's work, on a checked float64 map."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The constructor arguments, as recorded with each evaluation."""
+        return plugin_parameters(self)
+
+
+def check_curve_score(score: str) -> str:
+    if score not in CURVE_SCORES:
+        raise OnnxplainError(f"the curve score must be one of {', '.join(CURVE_SCORES)}, got {score!r}")
+    return score

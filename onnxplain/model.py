@@ -1,0 +1,442 @@
+"""Run an ONNX segmentation model on batches of images: the only module that imports onnxruntime.
+
+Images enter in *image space*: float arrays shaped (n, H, W, C), usually in [0, 1], exactly what
+perturbations produce. `OnnxModel` scales and normalises them, orders the channels and the axes the
+way the model wants, runs onnxruntime in chunks of ``batch_size`` images, and turns the chosen
+output into the probability of the chosen class and a binary mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from scipy.special import expit, softmax
+
+from onnxplain.errors import OnnxplainError, first_line
+from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
+
+DEVICES = ("auto", "cpu", "cuda")
+ACTIVATIONS = ("auto", "sigmoid", "softmax", "none")
+COLORS = ("rgb", "bgr")
+
+_CPU = "CPUExecutionProvider"
+_CUDA = "CUDAExecutionProvider"
+_ORT_DEFAULT_SEVERITY = 2  # onnxruntime's own default: warnings and above
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """The model's answer for a batch of images, for the chosen output and class.
+
+    Attributes
+    ----------
+    probability : ndarray of float32, shape (n, H', W')
+        Probability of the chosen class at every output pixel.
+    mask : ndarray of bool, shape (n, H', W')
+        Pixels segmented as the chosen class.
+    """
+
+    probability: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+
+class OnnxModel:
+    """An ONNX segmentation model loaded once and run in batches.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file.
+    device : {'auto', 'cpu', 'cuda'}
+        Execution provider: ``'auto'`` uses CUDA when onnxruntime can start it here, else the CPU;
+        ``'cuda'`` fails with an explanation when it cannot.
+    batch_size : int
+        Images per forward pass. Memory grows linearly with it: about ``batch_size`` times the
+        model's activations for one image, plus the input and output tensors.
+    layout : {'NCHW', 'NHWC', 'NHW'}, optional
+        Axis order of the image input; read from the model's input shape when omitted.
+    channels : int, optional
+        Image channels, needed only when the model's input leaves the channel axis symbolic.
+    color : {'rgb', 'bgr'}
+        Channel order the model expects for 3-channel images (images are read as RGB).
+    scale, mean, std : float or sequence of float
+        Normalisation applied after perturbation: ``(image * scale - mean) / std``, where images are
+        in [0, 1]. ``mean`` and ``std`` take one value or one per channel.
+    output : int or str
+        Which model output to explain, by index or name.
+    class_index : int
+        Channel of that output (the class) to explain.
+    activation : {'auto', 'sigmoid', 'softmax', 'none'}
+        How raw outputs become probabilities. ``'auto'`` uses ``'none'`` when the output is made by a
+        Sigmoid or Softmax node, else ``'sigmoid'`` for one channel and ``'softmax'`` for several.
+    threshold : float, optional
+        Probability above which a pixel belongs to the class. Omitted: 0.5, except for softmax
+        outputs of several classes, where a pixel belongs to the class that has the highest
+        probability there.
+
+    Examples
+    --------
+    >>> from onnxplain import data
+    >>> model = OnnxModel(data.testnet_model_path(), device="cpu")
+    >>> model.input.layout, model.input.channels
+    ('NCHW', 1)
+    >>> out = model.predict(data.load_sample(0).image[None, :, :, None])
+    >>> out.probability.shape, out.mask.dtype
+    ((1, 240, 240), dtype('bool'))
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        batch_size: int = 16,
+        layout: str | None = None,
+        channels: int | None = None,
+        color: str = "rgb",
+        scale: float = 1.0,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 1.0,
+        output: int | str = 0,
+        class_index: int = 0,
+        activation: str = "auto",
+        threshold: float | None = None,
+    ):
+        _check_choice("device", device, DEVICES)
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_choice("color", color, COLORS)
+        if layout is not None:
+            _check_choice("layout", layout, LAYOUTS)
+        if batch_size < 1:
+            raise OnnxplainError(f"batch_size must be at least 1, got {batch_size}")
+        if class_index < 0:
+            raise OnnxplainError(f"class index must be non-negative, got {class_index}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise OnnxplainError(f"threshold must be a probability in [0, 1], got {threshold}")
+        if not np.isfinite(scale) or scale == 0:
+            raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
+
+        self.path = Path(path)
+        graph = load_graph(self.path)
+        self._session = _create_session(self.path, device)
+        self.providers: list[str] = self._session.get_providers()
+        self.device = "cuda" if self.providers[0] == _CUDA else "cpu"
+        self.input = read_input_spec(self._session.get_inputs(), layout, channels)
+        self.batch_size = batch_size
+        self.color = color
+        self.scale = float(scale)
+        self.mean = _per_channel("mean", mean, self.input.channels)
+        self.std = _per_channel("std", std, self.input.channels)
+        if np.any(self.std == 0):
+            raise OnnxplainError("std must not contain zeros: it divides the image")
+        self.output_name = output_name([o.name for o in self._session.get_outputs()], output)
+        self.class_index = class_index
+        # 'auto' is settled at the first run, when the number of classes is known.
+        self.activation = activation
+        self._output_op = producer_op(graph, self.output_name)
+        self.threshold = threshold
+        self.num_classes: int | None = None  # known after the first run
+        self._sha256: str | None = None
+
+    # --- image side -------------------------------------------------------------------------
+
+    def check_image(self, image: np.ndarray) -> np.ndarray:
+        """Return `image` as float32 (H, W, C) after checking that the model takes it.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W) or (H, W, C)
+            Image in image space (the [0, 1] range that `scale` maps to the model's range).
+
+        Returns
+        -------
+        ndarray of float32, shape (H, W, C)
+        """
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3:
+            raise OnnxplainError(f"an image must be shaped (H, W) or (H, W, C), got shape {image.shape}")
+        height, width, channels = image.shape
+        if channels != self.input.channels:
+            raise OnnxplainError(
+                f"the image has {channels} channel(s) but the model takes {self.input.channels}; "
+                "convert the image (grayscale or RGB) to match"
+            )
+        expected = (self.input.height, self.input.width)
+        if (expected[0] is not None and expected[0] != height) or (expected[1] is not None and expected[1] != width):
+            raise OnnxplainError(
+                f"the image is {width}x{height} (width x height) but the model takes "
+                f"{_size_text(expected)}; resize the image to the model's input size"
+            )
+        if not np.isfinite(image).all():
+            raise OnnxplainError("the image contains NaN or infinite values")
+        return image.astype(np.float32, copy=False)
+
+    def _to_tensor(self, images: np.ndarray) -> np.ndarray:
+        """Normalise a batch (n, H, W, C) in image space and arrange it as the model input."""
+        # One fused multiply-add: (x * scale - mean) / std.
+        x = images * (self.scale / self.std) - (self.mean / self.std)
+        if self.color == "bgr" and self.input.channels == 3:
+            x = x[..., ::-1]
+        if self.input.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        elif self.input.layout == "NHW":
+            x = x[..., 0]
+        if self.input.dtype == np.uint8:
+            x = np.clip(np.rint(x), 0, 255)
+        return np.ascontiguousarray(x, dtype=self.input.dtype)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def predict(self, images: np.ndarray) -> ModelOutput:
+        """Run the model on a batch of images and interpret the chosen output.
+
+        Parameters
+        ----------
+        images : ndarray, shape (n, H, W, C)
+            Images in image space; `check_image` tells whether the model takes them.
+
+        Returns
+        -------
+        ModelOutput
+        """
+        if images.ndim != 4:
+            raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
+        parts = [self._interpret(self._run(self._to_tensor(chunk))[:keep]) for chunk, keep in self._chunks(images)]
+        if len(parts) == 1:
+            return parts[0]
+        return ModelOutput(
+            probability=np.concatenate([p.probability for p in parts]),
+            mask=np.concatenate([p.mask for p in parts]),
+        )
+
+    def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+        """Yield (chunk, number of real images in it) in forward-pass sizes."""
+        if self.input.batch is None:
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start : start + self.batch_size]
+                yield chunk, len(chunk)
+            return
+        # A model exported with a fixed batch takes exactly that many images: pad the last chunk.
+        size = self.input.batch
+        for start in range(0, len(images), size):
+            chunk = images[start : start + size]
+            keep = len(chunk)
+            if keep < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)])
+            yield chunk, keep
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        try:
+            if self.device == "cuda":
+                return self._run_bound(tensor)
+            return self._session.run([self.output_name], {self.input.name: tensor})[0]
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            raise OnnxplainError(
+                f"onnxruntime could not run the model on input shaped {tuple(tensor.shape)}: "
+                f"{first_line(error)}; check the image size, channels and --layout"
+            ) from error
+
+    def _run_bound(self, tensor: np.ndarray) -> np.ndarray:
+        """Run with I/O binding: the output is allocated on the device and copied back once."""
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self.input.name, tensor)
+        binding.bind_output(self.output_name, self.device)
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def _interpret(self, raw: np.ndarray) -> ModelOutput:
+        """Turn a raw output batch into class probabilities and a mask."""
+        if not np.isfinite(raw).all():
+            raise OnnxplainError(
+                f"the model output '{self.output_name}' contains NaN or infinite values; check the input "
+                "normalisation (--scale, --mean, --std) and that the model works on this kind of image"
+            )
+        logits = self._to_nchw(raw)
+        classes = logits.shape[1]
+        if self.num_classes is None:
+            self.num_classes = classes
+        if self.activation == "auto":
+            if self._output_op in ("Sigmoid", "Softmax"):
+                self.activation = "none"
+            else:
+                self.activation = "sigmoid" if classes == 1 else "softmax"
+        if self.class_index >= classes:
+            raise OnnxplainError(
+                f"class {self.class_index} does not exist: output '{self.output_name}' has {classes} "
+                f"channel(s), so the class must be between 0 and {classes - 1}"
+            )
+        if self.activation == "softmax":
+            probabilities = softmax(logits.astype(np.float32, copy=False), axis=1)
+            probability = probabilities[:, self.class_index]
+        else:
+            probability = logits[:, self.class_index].astype(np.float32, copy=False)
+            if self.activation == "sigmoid":
+                probability = expit(probability)
+        if self.threshold is None and self.activation == "softmax" and classes > 1:
+            mask = probabilities.argmax(axis=1) == self.class_index
+        else:
+            mask = probability > (0.5 if self.threshold is None else self.threshold)
+        return ModelOutput(probability=np.ascontiguousarray(probability, dtype=np.float32), mask=mask)
+
+    def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
+        if raw.ndim == 3:
+            return raw[:, None]
+        if raw.ndim == 4:
+            return raw.transpose(0, 3, 1, 2) if self.input.layout == "NHWC" else raw
+        raise OnnxplainError(
+            f"output '{self.output_name}' has shape {raw.shape}; onnxplain explains segmentation outputs "
+            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output with --output"
+        )
+
+    # --- facts for records ------------------------------------------------------------------
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the model file, computed once."""
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    def describe(self) -> dict:
+        """Return everything needed to load this model the same way again, as plain data."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "providers": self.providers,
+            "input": {
+                "name": self.input.name,
+                "layout": self.input.layout,
+                "channels": self.input.channels,
+                "height": self.input.height,
+                "width": self.input.width,
+                "batch": self.input.batch,
+                "dtype": str(self.input.dtype),
+            },
+            "preprocessing": {
+                "scale": self.scale,
+                "mean": self.mean.tolist(),
+                "std": self.std.tolist(),
+                "color": self.color,
+            },
+            "output": self.output_name,
+            "class_index": self.class_index,
+            "activation": self.activation,
+            "threshold": self.threshold,
+            "batch_size": self.batch_size,
+            "onnxruntime": ort.__version__,
+        }
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, device={self.device!r}, layout={self.input.layout!r})"
+
+
+def load_model(model: OnnxModel | str | Path, **options) -> OnnxModel:
+    """Return `model` if it is already an `OnnxModel`, else load it with `options`.
+
+    Parameters
+    ----------
+    model : OnnxModel, str or Path
+        A loaded model or the path of an ``.onnx`` file.
+    **options
+        Keyword arguments of `OnnxModel`, used only when loading.
+
+    Returns
+    -------
+    OnnxModel
+    """
+    if isinstance(model, OnnxModel):
+        return model
+    return OnnxModel(model, **options)
+
+
+def raw_runner(path: str | Path, *, device: str = "cpu") -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Load an ONNX file and return a function that runs it on one raw input tensor.
+
+    For checks that need the model's outputs untouched (export parity, say); explanations use
+    `OnnxModel`, which normalises images and interprets outputs.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file (a single-input model).
+    device : {'auto', 'cpu', 'cuda'}
+        Execution provider.
+
+    Returns
+    -------
+    callable
+        ``run(tensor) -> list of ndarray``, every output of the model in order.
+    """
+    _check_choice("device", device, DEVICES)
+    path = Path(path)
+    load_graph(path)
+    session = _create_session(path, device)
+    name = session.get_inputs()[0].name
+    return lambda tensor: session.run(None, {name: tensor})
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise OnnxplainError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _per_channel(name: str, value: float | Sequence[float], channels: int) -> np.ndarray:
+    array = np.atleast_1d(np.asarray(value, dtype=np.float32))
+    if array.ndim != 1 or len(array) not in (1, channels):
+        raise OnnxplainError(f"{name} takes one value or {channels} (one per channel), got {list(array)}")
+    return array
+
+
+def _size_text(size: tuple[int | None, int | None]) -> str:
+    height, width = size
+    return f"{width if width is not None else 'any'}x{height if height is not None else 'any'}"
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence onnxruntime's logger: a missing CUDA library is expected on CPU machines."""
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
+
+
+def _create_session(path: Path, device: str) -> ort.InferenceSession:
+    available = ort.get_available_providers()
+    if device == "cuda" and _CUDA not in available:
+        raise OnnxplainError(
+            f"--device cuda needs onnxruntime's CUDA execution provider, but this onnxruntime "
+            f"({ort.__version__}) offers only {', '.join(available)}; install onnxruntime-gpu or use --device cpu"
+        )
+    providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        with _quiet_onnxruntime():
+            session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:
+        raise OnnxplainError(f"onnxruntime could not load {path}: {first_line(error)}") from error
+    if device == "cuda" and session.get_providers()[0] != _CUDA:
+        raise OnnxplainError(
+            "--device cuda was asked for, but onnxruntime could not start CUDA here (no GPU, or CUDA/cuDNN "
+            "libraries missing: see onnxruntime's CUDA requirements); use --device cpu or --device auto"
+        )
+    return session
+
+

@@ -1,0 +1,79 @@
+"""Plugin parameters written as text, ``NAME=VALUE``, read by the types of the plugin's constructor."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from pathlib import Path
+
+from onnxplain.errors import PluginError
+
+_NONE_WORDS = ("none", "null")
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def accepted_parameters(plugin: type) -> list[str]:
+    """Names of the keyword arguments `plugin`'s constructor takes."""
+    signature = inspect.signature(plugin.__init__)
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in signature.parameters.values() if p.kind in kinds and p.name != "self"]
+
+
+def parse_parameters(plugin: type, pairs: typing.Iterable[str]) -> dict[str, typing.Any]:
+    """Read ``NAME=VALUE`` strings into keyword arguments of `plugin`, typed by its annotations.
+
+    Parameters
+    ----------
+    plugin : type
+        The plugin class.
+    pairs : iterable of str
+        ``NAME=VALUE`` strings; dashes in names read as underscores.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> from onnxplain.hdm import HdmPerturbation
+    >>> parse_parameters(HdmPerturbation, ["offset=5", "fill=mean", "normalize=no"])
+    {'offset': 5, 'fill': 'mean', 'normalize': False}
+    """
+    accepted = accepted_parameters(plugin)
+    try:
+        hints = typing.get_type_hints(plugin.__init__)
+    except Exception:  # annotations that cannot be evaluated: values stay text
+        hints = {}
+    label = getattr(plugin, "name", "") or plugin.__name__
+    values = {}
+    for pair in pairs:
+        name, separator, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not separator:
+            raise PluginError(f"{pair!r} is not NAME=VALUE")
+        if name not in accepted:
+            raise PluginError(f"{label!r} has no parameter {name!r}; its parameters: {', '.join(accepted) or 'none'}")
+        values[name] = _coerce(text.strip(), hints.get(name, str), name)
+    return values
+
+
+def _coerce(text: str, annotation: object, name: str) -> object:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(annotation) if union else (annotation,)
+    lowered = text.lower()
+    if type(None) in kinds and lowered in _NONE_WORDS:
+        return None
+    if bool in kinds and lowered in _TRUE_WORDS + _FALSE_WORDS:
+        return lowered in _TRUE_WORDS
+    for kind in (int, float):
+        if kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    if str in kinds or Path in kinds or typing.Any in kinds:
+        return text
+    readable = " or ".join(getattr(k, "__name__", str(k)) for k in kinds if k is not type(None))
+    raise PluginError(f"{name}={text!r} is not a valid {readable}")

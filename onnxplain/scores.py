@@ -1,0 +1,230 @@
+"""The score interface and the built-in scores: Hausdorff, Dice and class score.
+
+A score compares each perturbed output with the reference and says how far it moved. Distances are
+0 for an output that matches the reference and grow up to `Score.worst`; the engine turns them into
+a similarity, ``worst - distance``, where a method needs one (RISE).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.ndimage import binary_erosion, distance_transform_edt
+from scipy.spatial import cKDTree
+
+from onnxplain.errors import OnnxplainError, PluginError
+from onnxplain.model import ModelOutput
+from onnxplain.registry import plugin_parameters
+from onnxplain.targets import Reference
+
+
+class Score(ABC):
+    """Compares perturbed model outputs with a reference: the second half of a perturbation explainer.
+
+    Contract of every score:
+
+    - `calculate_distance` returns float64 distances shaped (n,), one per output, finite, between 0
+      (the output matches the reference) and `worst`;
+    - `check` rejects, with an `OnnxplainError`, a reference it cannot score (an empty one, say);
+    - nothing here changes its inputs.
+
+    Subclasses implement `_distance` and may override `check` and `worst`. They keep each
+    constructor argument as an attribute of the same name.
+    """
+
+    name: ClassVar[str] = ""
+
+    def check(self, reference: Reference) -> None:
+        """Raise `OnnxplainError` when `reference` cannot be scored."""
+        if not reference.restricted_mask().any():
+            where = " inside the region of interest" if reference.roi is not None else ""
+            raise OnnxplainError(
+                f"the reference segment ({reference.source}) is empty{where}, so there is nothing to explain; "
+                "give a non-empty --segment, another --class, or a target where the model segments something"
+            )
+
+    def calculate_distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
+        """Distances between each output and the reference.
+
+        Parameters
+        ----------
+        outputs : ModelOutput
+            Model outputs for n perturbed images.
+        reference : Reference
+            What the outputs are compared with.
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+        """
+        if outputs.probability.shape[1:] != reference.shape:
+            raise OnnxplainError(
+                f"outputs shaped {outputs.probability.shape[1:]} cannot be compared with a reference "
+                f"shaped {reference.shape}"
+            )
+        distances = np.asarray(self._distance(outputs, reference), dtype=np.float64)
+        if distances.shape != (len(outputs),) or not np.isfinite(distances).all():
+            raise PluginError(
+                f"score {self.name!r} returned {distances.shape} values (some not finite) for {len(outputs)} outputs; "
+                "a score must return one finite distance per output"
+            )
+        return distances
+
+    @abstractmethod
+    def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
+        """One distance per output, as described in the class contract."""
+
+    def worst(self, reference: Reference) -> float:
+        """The largest distance this score can return for `reference`."""
+        return 1.0
+
+    def parameters(self) -> dict[str, Any]:
+        """The constructor arguments, as recorded with each explanation."""
+        return plugin_parameters(self)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def empty_distance(shape: tuple[int, ...]) -> float:
+    """Hausdorff distance between an empty and a non-empty mask of `shape`: its diagonal.
+
+    No two pixels of the image are further apart, so an output that lost the whole segment (or
+    a reference that has none) counts as far as any output can be, and stays finite for averaging.
+    """
+    return float(np.hypot(shape[0] - 1, shape[1] - 1))
+
+
+def hausdorff_distance(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
+    """Symmetric Hausdorff distance between the pixel coordinates of two boolean masks.
+
+    Parameters
+    ----------
+    mask_a, mask_b : ndarray of bool, shape (H, W)
+        The two pixel sets.
+
+    Returns
+    -------
+    float
+        The largest distance, in pixels, from a pixel of either mask to the nearest pixel of the
+        other; 0 when both are empty and `empty_distance` when only one is (the distance to an empty
+        set is otherwise undefined).
+
+    Examples
+    --------
+    >>> a = np.zeros((20, 20), bool); a[2:6, 2:6] = True
+    >>> b = np.roll(a, 5, axis=0)  # the same square 5 px lower
+    >>> hausdorff_distance(a, b)
+    5.0
+    """
+    mask_a, mask_b = np.asarray(mask_a, dtype=bool), np.asarray(mask_b, dtype=bool)
+    if mask_a.shape != mask_b.shape:
+        raise OnnxplainError(f"masks shaped {mask_a.shape} and {mask_b.shape} cannot be compared")
+    has_a, has_b = mask_a.any(), mask_b.any()
+    if not (has_a and has_b):
+        return 0.0 if has_a == has_b else empty_distance(mask_a.shape)
+    return max(_directed(mask_a, mask_b), _directed(mask_b, mask_a))
+
+
+def _directed(mask_a: np.ndarray, mask_b: np.ndarray, tree_b: cKDTree | None = None) -> float:
+    """max over pixels of `mask_a` of the distance to the nearest pixel of `mask_b` (non-empty)."""
+    outside = np.argwhere(mask_a & ~mask_b)
+    if len(outside) == 0:
+        return 0.0
+    # The nearest pixel of B to a pixel outside B always lies on B's edge (a pixel of B with a
+    # 4-neighbour outside B): stepping from any interior pixel towards the query gets closer.
+    tree = tree_b if tree_b is not None else cKDTree(np.argwhere(mask_b & ~binary_erosion(mask_b)))
+    return float(tree.query(outside)[0].max())
+
+
+class HausdorffScore(Score):
+    """Hausdorff distance between each output mask and the reference mask, in pixels.
+
+    Both masks are limited to the region of interest when the target has one. See
+    `hausdorff_distance` for the rule on empty masks.
+    """
+
+    name = "hausdorff"
+
+    def __init__(self):
+        self._cache: tuple[Reference, np.ndarray] | None = None
+
+    def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
+        target = reference.restricted_mask()
+        masks = reference.restrict(outputs.mask)
+        # From output to reference: one distance map of the reference, computed once, serves all.
+        to_reference = self._distance_map(reference)
+        forward = np.where(masks, to_reference, 0.0).max(axis=(1, 2))
+        distances = np.empty(len(masks))
+        for i, mask in enumerate(masks):
+            if not mask.any():
+                distances[i] = empty_distance(mask.shape)
+            else:
+                distances[i] = max(forward[i], _directed(target, mask))
+        return distances
+
+    def _distance_map(self, reference: Reference) -> np.ndarray:
+        if self._cache is None or self._cache[0] is not reference:
+            self._cache = (reference, distance_transform_edt(~reference.restricted_mask()))
+        return self._cache[1]
+
+    def worst(self, reference: Reference) -> float:
+        return empty_distance(reference.shape)
+
+
+class DiceScore(Score):
+    """Dice distance, ``1 - 2|A ∩ B| / (|A| + |B|)``, between each output mask and the reference.
+
+    Both masks are limited to the region of interest when the target has one.
+    """
+
+    name = "dice"
+
+    def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
+        return 1.0 - dice_coefficient(reference.restrict(outputs.mask), reference.restricted_mask())
+
+
+def dice_coefficient(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Dice coefficient of each mask in `masks` (n, H, W) with `reference` (H, W); 1 when both are empty.
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 4, 4), bool); a[0, :2] = True
+    >>> b = np.zeros((4, 4), bool); b[:1] = True
+    >>> dice_coefficient(a, b)
+    array([0.66666667])
+    """
+    masks = np.asarray(masks, dtype=bool)
+    overlap = np.count_nonzero(masks & reference, axis=(1, 2))
+    total = np.count_nonzero(masks, axis=(1, 2)) + np.count_nonzero(reference)
+    # Two empty masks agree perfectly.
+    return np.where(total == 0, 1.0, 2.0 * overlap / np.maximum(total, 1))
+
+
+class ClassScore(Score):
+    """One minus the mean probability of the class over the region of interest.
+
+    The region is the target's (a mask, a box, pixels) or, for a whole-class target, the pixels of
+    the reference segment: the segmentation adapter of Humer et al., which averages the class
+    probability over a region so that classification explainers apply. As a similarity (what RISE
+    weighs masks by) it is the mean class probability itself.
+    """
+
+    name = "class-score"
+
+    def check(self, reference: Reference) -> None:
+        # Unlike the mask scores, an ROI where the model segments nothing is fine: its mean
+        # probability is still defined (and is what a user asking "why not here?" wants).
+        if reference.region.any():
+            return
+        if reference.roi is None:
+            super().check(reference)  # the reference segment itself is empty: say so and how to fix it
+        raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel")
+
+    def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
+        region = np.flatnonzero(reference.region)
+        probabilities = outputs.probability.reshape(len(outputs), -1)[:, region]
+        return 1.0 - probabilities.mean(axis=1, dtype=np.float64)

@@ -1,0 +1,210 @@
+"""What to explain (a target) and what perturbed outputs are compared with (a reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onnxplain.errors import OnnxplainError
+
+TARGET_KINDS = ("class", "mask", "box", "pixels")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The part of the segmentation to explain.
+
+    - ``class``: the whole class (the default): every pixel the reference segments;
+    - ``mask``: a region of interest given as a boolean mask of the output's shape;
+    - ``box``: a rectangle ``(x0, y0, x1, y1)``, x1 and y1 excluded;
+    - ``pixels``: a list of ``(x, y)`` pixels.
+
+    Use the constructors `whole_class`, `from_mask`, `box`, `pixels`, or `parse` for the
+    command-line form.
+    """
+
+    kind: str = "class"
+    mask: np.ndarray | None = field(default=None, repr=False)
+    box_corners: tuple[int, int, int, int] | None = None
+    pixel_list: tuple[tuple[int, int], ...] | None = None
+
+    @classmethod
+    def whole_class(cls) -> Target:
+        """Explain every pixel of the class."""
+        return cls("class")
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> Target:
+        """Explain the pixels where the boolean `mask` is true."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise OnnxplainError(f"a region-of-interest mask must be 2-D, got shape {mask.shape}")
+        return cls("mask", mask=mask.astype(bool))
+
+    @classmethod
+    def box(cls, x0: int, y0: int, x1: int, y1: int) -> Target:
+        """Explain the rectangle of columns x0..x1 and rows y0..y1 (x1, y1 excluded)."""
+        if not (x0 < x1 and y0 < y1):
+            raise OnnxplainError(f"a box needs x0 < x1 and y0 < y1, got {(x0, y0, x1, y1)}")
+        return cls("box", box_corners=(int(x0), int(y0), int(x1), int(y1)))
+
+    @classmethod
+    def pixels(cls, points: list[tuple[int, int]]) -> Target:
+        """Explain the listed ``(x, y)`` pixels."""
+        points = tuple((int(x), int(y)) for x, y in points)
+        if not points:
+            raise OnnxplainError("a pixel target needs at least one (x, y) pixel")
+        return cls("pixels", pixel_list=points)
+
+    @classmethod
+    def parse(cls, spec: str) -> Target:
+        """Read the command-line form of a target.
+
+        Parameters
+        ----------
+        spec : str
+            ``class``, ``mask:PATH`` (an image whose non-zero pixels are the region),
+            ``box:X0,Y0,X1,Y1`` or ``pixels:X,Y;X,Y;...``.
+
+        Returns
+        -------
+        Target
+
+        Examples
+        --------
+        >>> Target.parse("box:10,20,50,60").box_corners
+        (10, 20, 50, 60)
+        >>> Target.parse("pixels:3,4;5,6").pixel_list
+        ((3, 4), (5, 6))
+        """
+        kind, _, argument = spec.partition(":")
+        try:
+            if kind == "class" and not argument:
+                return cls.whole_class()
+            if kind == "mask" and argument:
+                from onnxplain.io import read_mask  # io reads files; only this form needs it
+
+                return cls.from_mask(read_mask(Path(argument)))
+            if kind == "box":
+                numbers = [int(v) for v in argument.split(",")]
+                if len(numbers) == 4:
+                    return cls.box(*numbers)
+            if kind == "pixels":
+                pairs = [p.split(",") for p in argument.split(";") if p.strip()]
+                return cls.pixels([(int(x), int(y)) for x, y in pairs])
+        except ValueError as error:
+            if isinstance(error, OnnxplainError):
+                raise
+            raise OnnxplainError(f"cannot read target {spec!r}: {error}") from error
+        raise OnnxplainError(
+            f"cannot read target {spec!r}; use class, mask:PATH, box:X0,Y0,X1,Y1 or pixels:X,Y;X,Y"
+        )
+
+    def region(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The region of interest as a boolean mask of the output `shape`, None for a whole class."""
+        if self.kind == "class":
+            return None
+        height, width = shape
+        if self.kind == "mask":
+            if self.mask.shape != tuple(shape):
+                raise OnnxplainError(
+                    f"the region-of-interest mask is {self.mask.shape[1]}x{self.mask.shape[0]} but the model output "
+                    f"is {width}x{height} (width x height); give a mask of the output's size"
+                )
+            return self.mask
+        region = np.zeros(shape, dtype=bool)
+        if self.kind == "box":
+            x0, y0, x1, y1 = self.box_corners
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                raise OnnxplainError(f"box {self.box_corners} reaches outside the {width}x{height} output")
+            region[y0:y1, x0:x1] = True
+            return region
+        for x, y in self.pixel_list:
+            if not (0 <= x < width and 0 <= y < height):
+                raise OnnxplainError(f"pixel ({x}, {y}) is outside the {width}x{height} output")
+            region[y, x] = True
+        return region
+
+    def describe(self) -> dict:
+        """The target as plain data for records."""
+        if self.kind == "box":
+            return {"kind": "box", "box": list(self.box_corners)}
+        if self.kind == "pixels":
+            return {"kind": "pixels", "pixels": [list(p) for p in self.pixel_list]}
+        if self.kind == "mask":
+            return {"kind": "mask", "pixels_in_region": int(self.mask.sum())}
+        return {"kind": "class"}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What perturbed outputs are compared with.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (H', W')
+        The reference segment: a ground truth given by the user, or the model's own prediction on
+        the unperturbed image.
+    roi : ndarray of bool or None
+        Region of interest from the target; None when the target is the whole class.
+    source : {'segment', 'prediction'}
+        Where `mask` came from.
+    """
+
+    mask: np.ndarray
+    roi: np.ndarray | None = None
+    source: str = "prediction"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mask.shape
+
+    @property
+    def region(self) -> np.ndarray:
+        """Pixels whose class probability matters: the region of interest, else the reference mask."""
+        return self.roi if self.roi is not None else self.mask
+
+    def restrict(self, masks: np.ndarray) -> np.ndarray:
+        """`masks` (n, H', W') limited to the region of interest, when there is one."""
+        return masks if self.roi is None else masks & self.roi
+
+    def restricted_mask(self) -> np.ndarray:
+        """The reference mask limited to the region of interest, when there is one."""
+        return self.mask if self.roi is None else self.mask & self.roi
+
+
+def make_reference(
+    prediction: np.ndarray, *, segment: np.ndarray | None = None, target: Target | None = None
+) -> Reference:
+    """Build the reference from the unperturbed prediction, an optional ground truth and a target.
+
+    Parameters
+    ----------
+    prediction : ndarray of bool, shape (H', W')
+        The model's mask for the unperturbed image.
+    segment : ndarray, optional
+        Ground-truth segment (non-zero = in the segment); replaces `prediction` as the reference.
+    target : Target, optional
+        What to explain; the whole class when omitted.
+
+    Returns
+    -------
+    Reference
+    """
+    shape = prediction.shape
+    if segment is not None:
+        segment = np.asarray(segment)
+        if segment.ndim == 3 and segment.shape[2] == 1:
+            segment = segment[:, :, 0]
+        if segment.shape != shape:
+            raise OnnxplainError(
+                f"the segment is shaped {segment.shape} but the model output is {shape} (height, width); "
+                "give a segment of the output's size"
+            )
+        mask, source = segment.astype(bool), "segment"
+    else:
+        mask, source = prediction, "prediction"
+    target = target or Target.whole_class()
+    return Reference(mask=mask, roi=target.region(shape), source=source)

@@ -1,0 +1,1 @@
+"""Example onnxplain plugins: a blur perturbation and IoU and HD95 scores."""

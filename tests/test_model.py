@@ -1,0 +1,187 @@
+"""The ONNX runner on tiny models: layouts, channels, batches, activations, outputs, errors."""
+
+import numpy as np
+import pytest
+
+from onnxplain.errors import OnnxplainError
+from onnxplain.model import OnnxModel, raw_runner
+
+
+def expected_mask(image):
+    return image.mean(axis=-1) > 0.5
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_layouts_and_channels_are_read_from_the_model(brightness, bright_square, layout, channels):
+    model = OnnxModel(brightness(layout=layout, channels=channels), device="cpu")
+    assert (model.input.layout, model.input.channels) == (layout, channels)
+    image = np.repeat(bright_square, channels, axis=2)
+    out = model.predict(image[None])
+    assert out.probability.shape == (1, 32, 32)
+    np.testing.assert_array_equal(out.mask[0], expected_mask(image))
+
+
+def test_model_without_channel_axis(brightness, bright_square):
+    model = OnnxModel(brightness(layout="NHW"), device="cpu")
+    assert model.input.layout == "NHW"
+    np.testing.assert_array_equal(model.predict(bright_square[None]).mask[0], expected_mask(bright_square))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_batches_are_split_and_joined_in_order(brightness, batch_size):
+    images = np.random.default_rng(0).random((7, 32, 32, 1), dtype=np.float32)
+    model = OnnxModel(brightness(), device="cpu", batch_size=batch_size)
+    out = model.predict(images)
+    np.testing.assert_array_equal(out.mask, expected_mask(images))
+
+
+def test_fixed_batch_of_one_runs_image_by_image(brightness):
+    model = OnnxModel(brightness(batch=1, height=32, width=32), device="cpu", batch_size=8)
+    assert model.input.batch == 1
+    images = np.random.default_rng(1).random((5, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(images).mask, expected_mask(images))
+
+
+def test_fixed_batch_pads_the_last_chunk(brightness):
+    model = OnnxModel(brightness(batch=4), device="cpu")
+    images = np.random.default_rng(2).random((6, 32, 32, 1), dtype=np.float32)
+    out = model.predict(images)
+    assert out.mask.shape == (6, 32, 32)
+    np.testing.assert_array_equal(out.mask, expected_mask(images))
+
+
+def test_sigmoid_is_applied_to_logits(brightness):
+    model = OnnxModel(brightness(), device="cpu")
+    image = np.full((1, 4, 4, 1), 0.55, np.float32)
+    probability = model.predict(image).probability
+    assert model.activation == "sigmoid"
+    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-1.0)), rtol=1e-5)
+
+
+def test_sigmoid_node_at_the_end_means_probabilities(brightness):
+    model = OnnxModel(brightness(head="sigmoid"), device="cpu")
+    probability = model.predict(np.full((1, 4, 4, 1), 0.55, np.float32)).probability
+    assert model.activation == "none"
+    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-1.0)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_softmax_over_two_classes(brightness, bright_square, layout):
+    model = OnnxModel(brightness(head="two-class", layout=layout), device="cpu", class_index=1)
+    out = model.predict(bright_square[None])
+    assert model.activation == "softmax" and model.num_classes == 2
+    np.testing.assert_array_equal(out.mask[0], expected_mask(bright_square))
+    np.testing.assert_allclose(out.probability[0, 9, 12], 1 / (1 + np.exp(-16.0)), rtol=1e-5)
+    background = OnnxModel(brightness(head="two-class", layout=layout), device="cpu", class_index=0)
+    np.testing.assert_array_equal(background.predict(bright_square[None]).mask[0], ~expected_mask(bright_square))
+
+
+def test_explicit_threshold(brightness):
+    image = np.full((1, 2, 2, 1), 0.55, np.float32)  # probability 0.73
+    assert OnnxModel(brightness(), device="cpu", threshold=0.7).predict(image).mask.all()
+    assert not OnnxModel(brightness(), device="cpu", threshold=0.8).predict(image).mask.any()
+
+
+def test_second_output_by_name_and_index(brightness, bright_square):
+    path = brightness(second_output=True)
+    by_name = OnnxModel(path, device="cpu", output="negated").predict(bright_square[None]).mask[0]
+    by_index = OnnxModel(path, device="cpu", output=1).predict(bright_square[None]).mask[0]
+    np.testing.assert_array_equal(by_name, ~expected_mask(bright_square))
+    np.testing.assert_array_equal(by_index, by_name)
+
+
+def test_normalisation_and_bgr(brightness):
+    # (x * 255 - 127.5) / 255 + ... : an image at 0.8 normalised with mean 127.5, std 255 gives 0.3 < 0.5
+    model = OnnxModel(brightness(), device="cpu", scale=255, mean=127.5, std=255)
+    assert not model.predict(np.full((1, 2, 2, 1), 0.8, np.float32)).mask.any()
+    rgb = OnnxModel(brightness(layout="NHWC", channels=3), device="cpu", color="bgr", mean=[0.0, 0.0, 0.9])
+    image = np.zeros((1, 2, 2, 3), np.float32)
+    image[..., 0] = 1.0  # red in RGB order becomes the last channel in BGR order, minus 0.9
+    assert rgb.predict(image).probability.max() < 0.5
+
+
+def test_io_binding_path_gives_the_same_outputs(brightness, bright_square):
+    model = OnnxModel(brightness(), device="cpu")
+    tensor = model._to_tensor(bright_square[None])
+    np.testing.assert_array_equal(model._run_bound(tensor), model._run(tensor))
+
+
+def test_raw_runner_returns_every_output(brightness, bright_square):
+    run = raw_runner(brightness(second_output=True))
+    outputs = run(bright_square.transpose(2, 0, 1)[None])
+    assert len(outputs) == 2
+    np.testing.assert_allclose(outputs[0], -outputs[1])
+
+
+def test_describe_is_plain_data(brightness):
+    record = OnnxModel(brightness(), device="cpu").describe()
+    assert record["input"]["layout"] == "NCHW" and record["providers"] == ["CPUExecutionProvider"]
+    assert len(record["sha256"]) == 64
+
+
+def test_auto_device_falls_back_to_cpu_quietly(brightness, capfd):
+    model = OnnxModel(brightness(), device="auto")
+    assert model.device in ("cpu", "cuda")
+    assert "onnxruntime" not in capfd.readouterr().err  # no CUDA library noise
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(OnnxplainError, match="model file not found"):
+        OnnxModel(tmp_path / "nope.onnx")
+
+
+def test_not_an_onnx_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_text("this is not a model")
+    with pytest.raises(OnnxplainError, match="is not an ONNX model"):
+        OnnxModel(path)
+
+
+def test_image_of_the_wrong_size(brightness):
+    model = OnnxModel(brightness(height=32, width=32), device="cpu")
+    with pytest.raises(OnnxplainError, match=r"image is 20x10 .* model takes 32x32"):
+        model.check_image(np.zeros((10, 20)))
+
+
+def test_image_with_the_wrong_channels(brightness):
+    model = OnnxModel(brightness(channels=3), device="cpu")
+    with pytest.raises(OnnxplainError, match=r"1 channel\(s\) but the model takes 3"):
+        model.check_image(np.zeros((8, 8)))
+
+
+def test_nan_outputs(brightness):
+    model = OnnxModel(brightness(head="nan"), device="cpu")
+    with pytest.raises(OnnxplainError, match="NaN or infinite"):
+        model.predict(np.zeros((1, 4, 4, 1), np.float32))
+
+
+def test_class_out_of_range(brightness):
+    model = OnnxModel(brightness(), device="cpu", class_index=3)
+    with pytest.raises(OnnxplainError, match="class 3 does not exist.*between 0 and 0"):
+        model.predict(np.zeros((1, 4, 4, 1), np.float32))
+
+
+def test_unknown_output(brightness):
+    with pytest.raises(OnnxplainError, match=r"no output named 'mask'; its outputs are \['y'\]"):
+        OnnxModel(brightness(), device="cpu", output="mask")
+
+
+def test_ambiguous_layout_needs_an_option(brightness):
+    with pytest.raises(OnnxplainError, match="pass --layout"):
+        OnnxModel(brightness(layout="NCHW", channels="C"), device="cpu")
+
+
+def test_forced_cuda_without_cuda_says_how_to_fix(brightness):
+    import onnxruntime
+
+    model_path = brightness()
+    try:
+        model = OnnxModel(model_path, device="cuda")
+    except OnnxplainError as error:
+        assert "--device cpu" in str(error)
+    else:  # a machine where CUDA works
+        assert model.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
