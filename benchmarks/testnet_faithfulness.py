@@ -47,9 +47,9 @@ def item(index: int, sample: testnet.TestnetSample) -> Item:
 
 def markdown(means: dict[str, dict[str, float]], count: int) -> str:
     lines = [
-        f"| method (score) | relevance mass: target / decider / distractor / background | "
-        f"per pixel vs image mean: decider / background | pointing game: decider / target | "
-        f"deletion AUC (random) ↓ | insertion AUC (random) ↑ |",
+        "| method (score) | relevance mass: target / decider / distractor / background | "
+        "per pixel vs image mean: decider / background | pointing game: decider / target | "
+        "deletion AUC (random) ↓ | insertion AUC (random) ↑ |",
         "|---|---|---|---|---|---|",
     ]
     for method, m in means.items():

@@ -23,7 +23,10 @@ class _Cli(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # A warning (a duplicate plugin, say) as one line, not with the source line that raised it.
+                warnings.showwarning = lambda message, *_args, **_kw: click.echo(f"Warning: {message}", err=True)
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except OnnxplainError as error:
@@ -45,10 +48,6 @@ class _Cli(click.Group):
 @click.version_option(package_name="onnxplain")
 def main(debug: bool) -> None:
     """Explain what made a segmentation network draw its mask, for any model exported to ONNX."""
-    # Warnings (a duplicate plugin, say) as one line each, not with the source line that raised them.
-    warnings.showwarning = lambda message, category, *_args, **_kw: click.echo(
-        f"Warning: {message}", err=True
-    )
 
 
 # --- options shared by commands that run a model --------------------------------------------------
@@ -192,12 +191,12 @@ def explain(model_path, image_path, segment, method, params, score, score_params
             keep_pixel_scores=per_pixel_max,
         )
     out = out or Path("onnxplain-out") / f"{image_path.stem}-{method}"
-    if per_pixel_max:
-        merged = per_pixel_maps_max(result)
-        io.save_npy(merged, out / "rise_max.npy")
-        io.save_png(render.overlay(result.image, merged, color_map=color_map), out / "rise_max.png")
+    merged = per_pixel_maps_max(result) if per_pixel_max else None
     extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
     written = result.save(out, color_map=color_map, extra=extra)
+    if merged is not None:
+        written.append(io.save_npy(merged, out / "rise_max.npy"))
+        written.append(io.save_png(render.overlay(result.image, merged, color_map=color_map), out / "rise_max.png"))
     seconds = result.seconds
     click.echo(
         f"{method} with {scorer.name}: {total} masks in {seconds['total']:.1f} s "
@@ -218,27 +217,22 @@ def demo(out, sample, device, batch_size):
     """Explain a bundled testnet sample with HDM and RISE and write the pictures."""
     from onnxplain import data
     from onnxplain.engine import explain as run_explanation
-    from onnxplain.hdm import HdmPerturbation
-    from onnxplain.rise import RisePerturbation
 
     model = OnnxModel(data.testnet_model_path(), device=device, batch_size=batch_size)
     chosen = data.load_sample(sample)
-    methods = {"hdm": HdmPerturbation(), "rise": RisePerturbation()}
-    overlays, titles = [], []
-    for name, perturbation in methods.items():
+    pictures = [render.picture(chosen.image)]
+    titles = [f"sample {sample} (decider: {chosen.decider_shape})"]
+    for name in ("hdm", "rise"):
+        perturbation = plugins.create("perturbation", name)  # each method with its defaults
         total = perturbation.count(chosen.image.shape)
         with progress_bar(total, f"{name} ({total} masks)") as update:
             result = run_explanation(model, chosen.image, method=perturbation, seed=0, progress=update)
         result.save(out / name, extra={"sample": sample})
-        overlays.append(render.overlay(result.image, result.saliency))
+        pictures.append(render.overlay(result.image, result.saliency))
         titles.append(f"{name} ({result.score.name})")
-    prediction = result.baseline_output.mask[0]
-    pictures = [
-        render.overlay(chosen.image, chosen.image, alpha=0.0),
-        render.overlay(chosen.image, prediction.astype(float), color_map="Greens", alpha=0.4),
-        *overlays,
-    ]
-    summary = render.grid(pictures, ["image", f"prediction (decider: {chosen.decider_shape})", *titles], columns=4)
+    pictures.insert(1, render.mask_overlay(chosen.image, result.baseline_output.mask[0]))
+    titles.insert(1, "model's segment")
+    summary = render.grid(pictures, titles, columns=4)
     io.save_png(summary, out / "demo.png")
     click.echo(f"wrote {out / 'demo.png'} and the maps of each method in {out}/hdm and {out}/rise")
 

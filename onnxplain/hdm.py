@@ -114,12 +114,20 @@ class HdmPerturbation(Perturbation):
         return rows * columns
 
     def _make_masks(self, shape: tuple[int, int], start: int, stop: int, seed: int) -> np.ndarray:
-        size = self.geometry(shape)[0]
-        center_y, center_x = (c[start:stop, None, None] for c in self.centers(shape))
-        y = np.arange(shape[0], dtype=np.float32)[None, :, None]
-        x = np.arange(shape[1], dtype=np.float32)[None, None, :]
-        inside = (y - center_y) ** 2 + (x - center_x) ** 2 <= (size / 2) ** 2
-        return (~inside).astype(np.float32)
+        size, offset = self.geometry(shape)[:2]
+        center_y, center_x = (c[start:stop] for c in self.centers(shape))
+        # Every centre has the same fractional part, so one disc of pixel offsets fits all circles.
+        fraction = (offset - 1) / 2 % 1
+        reach = math.ceil(size / 2) + 1
+        dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+        inside = (dy - fraction) ** 2 + (dx - fraction) ** 2 <= (size / 2) ** 2
+        rows = np.floor(center_y).astype(int)[:, None] + dy[inside]
+        columns = np.floor(center_x).astype(int)[:, None] + dx[inside]
+        which = np.broadcast_to(np.arange(stop - start)[:, None], rows.shape)
+        visible = (rows >= 0) & (rows < shape[0]) & (columns >= 0) & (columns < shape[1])
+        masks = np.ones((stop - start, *shape), np.float32)
+        masks[which[visible], rows[visible], columns[visible]] = 0.0
+        return masks
 
     def pictures(self, explanation: Explanation) -> dict[str, Image.Image]:
         result = HDMResult(explanation)

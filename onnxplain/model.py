@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,25 +27,52 @@ COLORS = ("rgb", "bgr")
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _ORT_DEFAULT_SEVERITY = 2  # onnxruntime's own default: warnings and above
+_PROBABILITY_SLACK = 1e-3  # outputs read as probabilities may stray this far from [0, 1] by rounding
 
 
-@dataclass(frozen=True)
 class ModelOutput:
     """The model's answer for a batch of images, for the chosen output and class.
 
+    Give either `probability` or `logits` (of a sigmoid): probabilities are then computed only
+    where they are read, so scores that need masks alone, or a few pixels, do not pay for them.
+
     Attributes
     ----------
-    probability : ndarray of float32, shape (n, H', W')
-        Probability of the chosen class at every output pixel.
     mask : ndarray of bool, shape (n, H', W')
         Pixels segmented as the chosen class.
+    probability : ndarray of float32, shape (n, H', W')
+        Probability of the chosen class at every output pixel.
     """
 
-    probability: np.ndarray
-    mask: np.ndarray
+    def __init__(self, *, mask: np.ndarray, probability: np.ndarray | None = None, logits: np.ndarray | None = None):
+        if (probability is None) == (logits is None):
+            raise ValueError("a ModelOutput takes either probabilities or logits")
+        self.mask = mask
+        self._probability = probability
+        self._logits = logits
+
+    @property
+    def probability(self) -> np.ndarray:
+        if self._probability is None:
+            self._probability = expit(self._logits)
+        return self._probability
+
+    def probability_at(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities at flat pixel indices `pixels`, shaped (n, len(pixels))."""
+        if self._probability is None:
+            return expit(self._logits.reshape(len(self), -1)[:, pixels])
+        return self._probability.reshape(len(self), -1)[:, pixels]
 
     def __len__(self) -> int:
-        return len(self.probability)
+        return len(self.mask)
+
+    @classmethod
+    def concatenate(cls, parts: list[ModelOutput]) -> ModelOutput:
+        """One output for the images of all `parts`, in order."""
+        mask = np.concatenate([p.mask for p in parts])
+        if all(p._probability is None for p in parts):
+            return cls(mask=mask, logits=np.concatenate([p._logits for p in parts]))
+        return cls(mask=mask, probability=np.concatenate([p.probability for p in parts]))
 
 
 class OnnxModel:
@@ -184,8 +210,9 @@ class OnnxModel:
 
     def _to_tensor(self, images: np.ndarray) -> np.ndarray:
         """Normalise a batch (n, H, W, C) in image space and arrange it as the model input."""
-        # One fused multiply-add: (x * scale - mean) / std.
-        x = images * (self.scale / self.std) - (self.mean / self.std)
+        x = images
+        if self.scale != 1 or self.mean.any() or (self.std != 1).any():
+            x = images * (self.scale / self.std) - (self.mean / self.std)  # (x * scale - mean) / std
         if self.color == "bgr" and self.input.channels == 3:
             x = x[..., ::-1]
         if self.input.layout == "NCHW":
@@ -213,12 +240,7 @@ class OnnxModel:
         if images.ndim != 4:
             raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
         parts = [self._interpret(self._run(self._to_tensor(chunk))[:keep]) for chunk, keep in self._chunks(images)]
-        if len(parts) == 1:
-            return parts[0]
-        return ModelOutput(
-            probability=np.concatenate([p.probability for p in parts]),
-            mask=np.concatenate([p.mask for p in parts]),
-        )
+        return parts[0] if len(parts) == 1 else ModelOutput.concatenate(parts)
 
     def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         """Yield (chunk, number of real images in it) in forward-pass sizes."""
@@ -276,18 +298,27 @@ class OnnxModel:
                 f"class {self.class_index} does not exist: output '{self.output_name}' has {classes} "
                 f"channel(s), so the class must be between 0 and {classes - 1}"
             )
+        threshold = 0.5 if self.threshold is None else self.threshold
         if self.activation == "softmax":
             probabilities = softmax(logits.astype(np.float32, copy=False), axis=1)
-            probability = probabilities[:, self.class_index]
-        else:
-            probability = logits[:, self.class_index].astype(np.float32, copy=False)
-            if self.activation == "sigmoid":
-                probability = expit(probability)
-        if self.threshold is None and self.activation == "softmax" and classes > 1:
-            mask = probabilities.argmax(axis=1) == self.class_index
-        else:
-            mask = probability > (0.5 if self.threshold is None else self.threshold)
-        return ModelOutput(probability=np.ascontiguousarray(probability, dtype=np.float32), mask=mask)
+            probability = np.ascontiguousarray(probabilities[:, self.class_index])
+            if self.threshold is None and classes > 1:
+                mask = probabilities.argmax(axis=1) == self.class_index
+            else:
+                mask = probability > threshold
+            return ModelOutput(mask=mask, probability=probability)
+        scores = logits[:, self.class_index].astype(np.float32, copy=False)
+        if self.activation == "none":
+            if scores.min() < -_PROBABILITY_SLACK or scores.max() > 1 + _PROBABILITY_SLACK:
+                raise OnnxplainError(
+                    f"output '{self.output_name}' holds values from {scores.min():.3g} to {scores.max():.3g}, "
+                    "not probabilities; use --activation sigmoid or softmax"
+                )
+            return ModelOutput(mask=scores > threshold, probability=np.ascontiguousarray(scores))
+        # Sigmoid: compare logits with the threshold's logit, and compute probabilities only if asked.
+        with np.errstate(divide="ignore"):
+            cut = np.log(threshold) - np.log1p(-threshold)
+        return ModelOutput(mask=scores > cut, logits=scores)
 
     def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
         if raw.ndim == 3:

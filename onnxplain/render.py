@@ -59,6 +59,19 @@ def overlay(image: np.ndarray, saliency: np.ndarray, *, color_map: str = "jet", 
     return Image.fromarray(np.round((1 - alpha) * base + alpha * heat).astype(np.uint8))
 
 
+def picture(image: np.ndarray) -> Image.Image:
+    """The image itself, in [0, 1], as an RGB picture."""
+    return Image.fromarray(_rgb_bytes(image))
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (0, 200, 0),
+                 alpha: float = 0.5) -> Image.Image:
+    """The image with the pixels of `mask` tinted in `color`."""
+    base = _rgb_bytes(image).astype(np.float32)
+    tinted = np.where(mask[..., None], (1 - alpha) * base + alpha * np.asarray(color, np.float32), base)
+    return Image.fromarray(np.round(tinted).astype(np.uint8))
+
+
 def isolines(
     image: np.ndarray, saliency: np.ndarray, *, levels: int = 8, color_map: str = "jet", min_size: int = 480
 ) -> Image.Image:
@@ -110,7 +123,7 @@ def grid(pictures: list[Image.Image], titles: list[str] | None = None, *, column
         axes.set_axis_off()
         if titles:
             axes.set_title(titles[i], fontsize=9)
-    figure.tight_layout(pad=0.3)
+    figure.tight_layout(pad=1.0)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())

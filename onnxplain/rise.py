@@ -202,6 +202,10 @@ def per_pixel_maps_max(explanation: Explanation, *, memory_bytes: int = 256 << 2
     scores = explanation.pixel_scores
     if scores is None:
         raise OnnxplainError("per-pixel maps need an explanation made with keep_pixel_scores=True")
+    if explanation.perturbation.weighting != "kept":
+        raise OnnxplainError(
+            f"per-pixel maps merge maps of kept pixels, as RISE makes; {explanation.method!r} occludes instead"
+        )
     perturbation = explanation.perturbation
     shape = explanation.saliency.shape
     pixels = shape[0] * shape[1]

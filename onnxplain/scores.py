@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.ndimage import binary_erosion, distance_transform_edt
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 from onnxplain.errors import OnnxplainError, PluginError
@@ -59,9 +59,9 @@ class Score(ABC):
         -------
         ndarray of float64, shape (n,)
         """
-        if outputs.probability.shape[1:] != reference.shape:
+        if outputs.mask.shape[1:] != reference.shape:
             raise OnnxplainError(
-                f"outputs shaped {outputs.probability.shape[1:]} cannot be compared with a reference "
+                f"outputs shaped {outputs.mask.shape[1:]} cannot be compared with a reference "
                 f"shaped {reference.shape}"
             )
         distances = np.asarray(self._distance(outputs, reference), dtype=np.float64)
@@ -129,15 +129,28 @@ def hausdorff_distance(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     return max(_directed(mask_a, mask_b), _directed(mask_b, mask_a))
 
 
-def _directed(mask_a: np.ndarray, mask_b: np.ndarray, tree_b: cKDTree | None = None) -> float:
+def _directed(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     """max over pixels of `mask_a` of the distance to the nearest pixel of `mask_b` (non-empty)."""
     outside = np.argwhere(mask_a & ~mask_b)
     if len(outside) == 0:
         return 0.0
-    # The nearest pixel of B to a pixel outside B always lies on B's edge (a pixel of B with a
-    # 4-neighbour outside B): stepping from any interior pixel towards the query gets closer.
-    tree = tree_b if tree_b is not None else cKDTree(np.argwhere(mask_b & ~binary_erosion(mask_b)))
-    return float(tree.query(outside)[0].max())
+    return float(cKDTree(np.argwhere(edge_pixels(mask_b))).query(outside)[0].max())
+
+
+def edge_pixels(mask: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` (..., H, W) with a 4-neighbour outside it or outside the image.
+
+    The nearest pixel of a set to any pixel outside it lies on this edge (stepping from an interior
+    pixel towards the query always gets closer), so nearest-pixel searches need only the edge.
+    """
+    interior = mask.copy()
+    interior[..., 1:, :] &= mask[..., :-1, :]
+    interior[..., :-1, :] &= mask[..., 1:, :]
+    interior[..., :, 1:] &= mask[..., :, :-1]
+    interior[..., :, :-1] &= mask[..., :, 1:]
+    interior[..., [0, -1], :] = False
+    interior[..., :, [0, -1]] = False
+    return mask & ~interior
 
 
 class HausdorffScore(Score):
@@ -150,26 +163,32 @@ class HausdorffScore(Score):
     name = "hausdorff"
 
     def __init__(self):
-        self._cache: tuple[Reference, np.ndarray] | None = None
+        self._cache: tuple[Reference, np.ndarray, np.ndarray] | None = None
 
     def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
-        target = reference.restricted_mask()
         masks = reference.restrict(outputs.mask)
-        # From output to reference: one distance map of the reference, computed once, serves all.
-        to_reference = self._distance_map(reference)
+        to_reference, target_points = self._prepared(reference)
+        # From output to reference: the reference's distance map, computed once, serves every output.
         forward = np.where(masks, to_reference, 0.0).max(axis=(1, 2))
+        # From reference to output: reference pixels an output missed, to that output's edge pixels.
         distances = np.empty(len(masks))
         for i, mask in enumerate(masks):
+            missed = target_points[~mask[target_points[:, 0], target_points[:, 1]]]
             if not mask.any():
                 distances[i] = empty_distance(mask.shape)
+            elif len(missed) == 0:
+                distances[i] = forward[i]
             else:
-                distances[i] = max(forward[i], _directed(target, mask))
+                backward = cKDTree(np.argwhere(edge_pixels(mask))).query(missed)[0].max()
+                distances[i] = max(forward[i], backward)
         return distances
 
-    def _distance_map(self, reference: Reference) -> np.ndarray:
+    def _prepared(self, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's distance map and pixel coordinates, computed once per reference."""
         if self._cache is None or self._cache[0] is not reference:
-            self._cache = (reference, distance_transform_edt(~reference.restricted_mask()))
-        return self._cache[1]
+            target = reference.restricted_mask()
+            self._cache = (reference, distance_transform_edt(~target), np.argwhere(target))
+        return self._cache[1], self._cache[2]
 
     def worst(self, reference: Reference) -> float:
         return empty_distance(reference.shape)
@@ -225,6 +244,4 @@ class ClassScore(Score):
         raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel")
 
     def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
-        region = np.flatnonzero(reference.region)
-        probabilities = outputs.probability.reshape(len(outputs), -1)[:, region]
-        return 1.0 - probabilities.mean(axis=1, dtype=np.float64)
+        return 1.0 - outputs.probability_at(np.flatnonzero(reference.region)).mean(axis=1, dtype=np.float64)

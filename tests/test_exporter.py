@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-
-from onnxplain import cli, data
-from onnxplain.model import OnnxModel, raw_runner
 from onnxplain_torch import plugin
 from onnxplain_torch.export import ExportError, _parity, export_module
 from onnxplain_torch.weights import WEIGHTS_PATH
+
+from onnxplain import cli, data
+from onnxplain.model import OnnxModel, raw_runner
 
 
 def small_net():

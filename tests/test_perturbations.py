@@ -144,3 +144,15 @@ def test_rise_upsampling_is_the_reference_bilinear_resize():
     rows, columns = _upsampling((37, 23), 5)
     expected = resize(grid, (len(rows), len(columns)), order=1, mode="reflect", anti_aliasing=False)
     np.testing.assert_allclose(rows @ grid @ columns.T, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "size, offset, shape", [(25, 5, (60, 48)), (5, 4, (20, 33)), (7, 2, (13, 9)), (24, 10, (50, 61))]
+)
+def test_hdm_masks_are_discs_around_the_centres(size, offset, shape):
+    hdm = HdmPerturbation(circle_size=size, offset=offset)
+    masks = hdm.make_masks(shape, 0, hdm.count(shape))
+    rows, columns = hdm.centers(shape)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    inside = (y - rows[:, None, None]) ** 2 + (x - columns[:, None, None]) ** 2 <= (size / 2) ** 2
+    np.testing.assert_array_equal(masks, (~inside).astype(np.float32))

@@ -128,3 +128,13 @@ def test_scores_do_not_change_their_inputs():
         score.calculate_distance(outputs(masks), Reference(reference))
     np.testing.assert_array_equal(reference, before[0])
     np.testing.assert_array_equal(masks, before[1])
+
+
+def test_edge_pixels_are_the_erosion_boundary():
+    from scipy.ndimage import binary_erosion
+
+    from onnxplain.scores import edge_pixels
+
+    masks = np.random.default_rng(7).random((4, 15, 17)) < 0.6
+    expected = np.stack([m & ~binary_erosion(m) for m in masks])  # image borders count as outside
+    np.testing.assert_array_equal(edge_pixels(masks), expected)

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from onnxplain_extras.scores import Hd95Score, IouScore
 
 from onnxplain import data
 from onnxplain.model import ModelOutput
 from onnxplain.scores import HausdorffScore, dice_coefficient
 from onnxplain.targets import Reference
-from onnxplain_extras.scores import Hd95Score, IouScore
 
 
 def onnxplain(*args):
