@@ -74,17 +74,21 @@ def _open(path: str | Path, what: str) -> Iterator[Image.Image]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `path` and move it over `path` only once writing succeeded.
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file name beside `path`, moved over `path` if the block succeeds, removed if not.
 
-    A reader never sees a half-written file, and a failure leaves no file behind.
+    A reader never sees a half-written file, and a failure leaves no file behind. The file gets
+    the permissions a new file would (the temporary one starts private).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = temporary_beside(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
-        with os.fdopen(handle, mode) as stream:
-            yield stream
+        yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -92,16 +96,11 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def temporary_beside(path: Path) -> tuple[int, str]:
-    """Create a hidden temporary file next to `path`, with the permissions a new file would get.
-
-    Returns the open file descriptor and the temporary file's name.
-    """
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)  # mkstemp makes files private (0600); give the usual 0666 minus the umask
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    return handle, temporary
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a file that appears at `path`, whole, only once writing succeeded (see `atomic_path`)."""
+    with atomic_path(path) as temporary, open(temporary, mode) as stream:
+        yield stream
 
 
 def save_png(image: Image.Image | np.ndarray, path: str | Path) -> Path:

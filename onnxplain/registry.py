@@ -12,6 +12,7 @@ import is reported by name with its error, and the other plugins keep working.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import warnings
@@ -28,6 +29,13 @@ GROUPS = {
     "metric": "onnxplain.metrics",
 }
 _OWN_DISTRIBUTION = "onnxplain"
+# The interface each kind must implement, imported only when a plugin is created.
+_INTERFACES = {
+    "perturbation": ("onnxplain.perturbation", "Perturbation"),
+    "score": ("onnxplain.scores", "Score"),
+    "exporter": ("onnxplain.exporter", "Exporter"),
+    "metric": ("onnxplain.evaluation.metric", "Metric"),
+}
 
 EntryPoints = Callable[..., Iterable[importlib.metadata.EntryPoint]]
 
@@ -120,9 +128,16 @@ class Registry:
         """
         plugin = self.get(kind, name)
         try:
-            return plugin(**parameters)
+            instance = plugin(**parameters)
         except TypeError as error:
             raise PluginError(f"{kind} {name!r} does not take these parameters: {error}") from error
+        module, interface = _INTERFACES[kind]
+        if not isinstance(instance, getattr(importlib.import_module(module), interface)):
+            raise PluginError(
+                f"{kind} plugin {name!r} ({_origin(self._discover(kind)[name])}) makes a {type(instance).__name__}, "
+                f"not a {interface}; its package registers the wrong object"
+            )
+        return instance
 
     def describe(self, kind: str | None = None) -> list[PluginInfo]:
         """Import every plugin (of `kind`, or of all kinds) and report each one's status."""

@@ -13,9 +13,7 @@ same way, up to sampling noise.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -123,20 +121,13 @@ class RisePerturbation(Perturbation):
         """
         path = Path(path)
         total = self.count(shape)
-        handle, temporary = io.temporary_beside(path)
-        os.close(handle)
-        try:
+        with io.atomic_path(path) as temporary:
             stored = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(total, *shape))
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
                 stored[start:stop] = self.make_masks(shape, start, stop, seed=seed)
             stored.flush()
-            del stored
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+            del stored  # closes the memory map before the file moves
         return path
 
 

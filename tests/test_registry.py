@@ -122,3 +122,9 @@ def test_unknown_kind():
 
 def test_registry_has_no_way_to_register_by_hand():
     assert not any(name.startswith(("register", "add")) for name in dir(Registry))
+
+
+def test_a_plugin_of_the_wrong_kind_is_refused():
+    wrong = EntryPoint("counter", "collections:Counter", GROUP)
+    with pytest.raises(PluginError, match=r"perturbation plugin 'counter' .* makes a Counter, not a Perturbation"):
+        Registry(fake_entry_points(wrong)).create("perturbation", "counter")

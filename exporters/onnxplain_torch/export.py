@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ import onnx
 import torch
 
 from onnxplain.errors import OnnxplainError
-from onnxplain.io import temporary_beside
+from onnxplain.io import atomic_path
 from onnxplain.model import raw_runner
 
 PARITY_BATCHES = (1, 8)
@@ -96,21 +95,14 @@ def export_module(
     if opset < 17:
         raise ExportError(f"opset must be at least 17, got {opset}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
-    handle, temporary = temporary_beside(path)
-    os.close(handle)
-    try:
-        _export(module, example_input, temporary, opset, input_name, output_name)
+    with atomic_path(path) as temporary:
+        _export(module, example_input, str(temporary), opset, input_name, output_name)
         try:
-            onnx.checker.check_model(temporary, full_check=True)
+            onnx.checker.check_model(str(temporary), full_check=True)
         except Exception as error:
             raise ExportError(f"the exported file fails onnx.checker: {error}") from error
-        differences = _parity(module, example_input, temporary, real_inputs, atol, seed)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        differences = _parity(module, example_input, str(temporary), real_inputs, atol, seed)
     return ExportReport(path=path, opset=opset, max_abs_diff=differences)
 
 

@@ -86,8 +86,14 @@ def evaluate(model: nn.Module, images: torch.Tensor, segments: np.ndarray, batch
     return float(dice(logits[:, 0].numpy() > 0, segments).mean())
 
 
-def train(*, seed: int, steps: int, batch_size: int, lr: float, eval_every: int, log: list) -> nn.Module:
-    """Train the testnet U-Net for `steps` steps and return it in eval mode."""
+def train(
+    *, seed: int, steps: int, batch_size: int, lr: float, eval_every: int, log: list, held_out_count: int = 200
+) -> nn.Module:
+    """Train the testnet U-Net for `steps` steps and return it in eval mode.
+
+    Everything random comes from `seed`: the initial weights and the training samples. Evaluations
+    on `held_out_count` held-out samples are appended to `log`.
+    """
     torch.manual_seed(seed)
     model = testnet_unet().to(memory_format=torch.channels_last)
     # Training-only auxiliary head: telling from the pooled context which decider is present teaches
@@ -96,7 +102,7 @@ def train(*, seed: int, steps: int, batch_size: int, lr: float, eval_every: int,
     auxiliary = nn.Linear(2 * model.context[0].out_channels, 2)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    held_out = list(testnet.generate(200, seed=HELD_OUT_SEED))
+    held_out = list(testnet.generate(held_out_count, seed=HELD_OUT_SEED))
     held_images = torch.from_numpy(np.stack([s.image for s in held_out])[:, None])
     held_segments = np.stack([s.segment for s in held_out])
     start = time.perf_counter()

@@ -102,14 +102,18 @@ class EvaluationTable:
         colours = {method: f"C{i % 10}" for i, method in enumerate(methods)}  # matplotlib's 10-colour cycle
         for index, metric in enumerate(metrics):
             axes = figure.add_subplot(1, len(metrics), index + 1)
+            baseline_drawn = False
             for (method, name, curve), entries in sorted(self.curves.items()):
                 if name != metric:
                     continue
-                x = entries[0][0]
-                y = np.mean([values for _, values in entries], axis=0)
-                random = curve.startswith("random")
-                label = f"{method}, {curve}" if not random else f"{method}, random order"
-                axes.plot(x, y, color=colours[method], linestyle="--" if random else "-", label=label)
+                x, y = entries[0][0], np.mean([values for _, values in entries], axis=0)
+                if curve.startswith("random"):
+                    # The random order depends on the image and the seed only: one line says it all.
+                    if not baseline_drawn:
+                        axes.plot(x, y, color="gray", linestyle="--", label="random order")
+                        baseline_drawn = True
+                    continue
+                axes.plot(x, y, color=colours[method], label=f"{method}, {curve}")
             axes.set_title(f"{metric} (mean of {len(entries)} image(s))")
             axes.set_xlabel("fraction of pixels " + ("revealed" if metric == "insertion" else "removed"))
             axes.set_ylabel("score")
