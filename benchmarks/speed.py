@@ -75,6 +75,20 @@ def overhead(repeats: int) -> dict:
     return results
 
 
+def batching(count: int = 256) -> dict:
+    """Throughput of the bare model one image per forward pass (as the 2019 code ran) and in batches."""
+    rates = {}
+    for batch_size in (1, BATCH_SIZE):
+        model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=batch_size)
+        images = np.repeat(model.check_image(data.load_sample(0).image)[None], count, axis=0)
+        model.predict(images[:batch_size])
+        started = time.perf_counter()
+        model.predict(images)
+        rates[batch_size] = count / (time.perf_counter() - started)
+        print(f"bare model, batch {batch_size}: {rates[batch_size]:.1f} images/s", flush=True)
+    return {"images_per_second": rates, "speedup": rates[BATCH_SIZE] / rates[1]}
+
+
 def rise_peak_memory(n_masks: int) -> None:
     """Child process: run RISE with `n_masks` masks; print peak RSS and peak traced allocations, in MiB.
 
@@ -120,6 +134,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "batch_size": BATCH_SIZE,
         "overhead": overhead(args.repeats),
+        "batching": batching(),
         "rise_memory": memory(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
