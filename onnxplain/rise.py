@@ -170,6 +170,9 @@ def _open_masks(path: Path) -> np.ndarray:
     return masks
 
 
+_REMAKE_BATCH = 256  # masks made at once when they are made again: 59 MB at 240x240
+
+
 def per_pixel_maps_max(explanation: Explanation, *, memory_bytes: int = 256 << 20) -> np.ndarray:
     """Merge the RISE maps of every region pixel by their maximum (the 2019 ``RISEResult.max()``).
 
@@ -197,24 +200,28 @@ def per_pixel_maps_max(explanation: Explanation, *, memory_bytes: int = 256 << 2
         raise OnnxplainError(
             f"per-pixel maps merge maps of kept pixels, as RISE makes; {explanation.method!r} occludes instead"
         )
-    perturbation = explanation.perturbation
     shape = explanation.saliency.shape
     pixels = shape[0] * shape[1]
+    count, region_pixels = scores.shape
     centred = scores - scores.mean(axis=0, dtype=np.float64).astype(np.float32)
     block = max(1, memory_bytes // (4 * pixels))
-    kept = np.zeros(pixels)
+
+    def batches():
+        """The masks again, in batches of flat rows (they depend on the seed and their index only)."""
+        for start in range(0, count, _REMAKE_BATCH):
+            stop = min(start + _REMAKE_BATCH, count)
+            masks = explanation.perturbation.make_masks(shape, start, stop, seed=explanation.seed)
+            yield start, stop, masks.reshape(stop - start, pixels)
+
+    kept = sum(masks.sum(axis=0, dtype=np.float64) for _, _, masks in batches())
+    inverse = np.divide(1.0, kept, out=np.zeros(pixels), where=kept > 0).astype(np.float32)  # 0 where never kept
     best = np.full(pixels, -np.inf, dtype=np.float32)
-    for first in range(0, centred.shape[1], block):
-        columns = slice(first, first + block)
-        weighted = np.zeros((len(range(*columns.indices(centred.shape[1]))), pixels), np.float32)
-        for start in range(0, len(scores), explanation.batch_size):
-            stop = min(start + explanation.batch_size, len(scores))
-            masks = perturbation.make_masks(shape, start, stop, seed=explanation.seed).reshape(stop - start, pixels)
-            weighted += centred[start:stop, columns].T @ masks
-            if first == 0:
-                kept += masks.sum(axis=0, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            maps = np.where(kept > 0, weighted / kept, 0.0)
+    for first in range(0, region_pixels, block):
+        columns = slice(first, min(first + block, region_pixels))
+        maps = np.zeros((columns.stop - first, pixels), np.float32)
+        for start, stop, masks in batches():
+            maps += centred[start:stop, columns].T @ masks
+        maps *= inverse
         np.maximum(best, maps.max(axis=0), out=best)
     return best.reshape(shape)
 
