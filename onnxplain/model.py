@@ -96,7 +96,8 @@ class OnnxModel:
         Channel order the model expects for 3-channel images (images are read as RGB).
     scale, mean, std : float or sequence of float
         Normalisation applied after perturbation: ``(image * scale - mean) / std``, where images are
-        in [0, 1]. ``mean`` and ``std`` take one value or one per channel.
+        in [0, 1]. ``mean`` and ``std`` take one value or one per channel. `scale` defaults to 1,
+        or to 255 for models whose input is uint8 (raw 0-255 pixels).
     output : int or str
         Which model output to explain, by index or name.
     class_index : int
@@ -104,6 +105,8 @@ class OnnxModel:
     activation : {'auto', 'sigmoid', 'softmax', 'none'}
         How raw outputs become probabilities. ``'auto'`` uses ``'none'`` when the output is made by a
         Sigmoid or Softmax node, else ``'sigmoid'`` for one channel and ``'softmax'`` for several.
+        An integer output is a label map whatever this says: a pixel belongs to the class whose
+        number it holds (probability 1, else 0).
     threshold : float, optional
         Probability above which a pixel belongs to the class. Omitted: 0.5, except for softmax
         outputs of several classes, where a pixel belongs to the class that has the highest
@@ -129,7 +132,7 @@ class OnnxModel:
         layout: str | None = None,
         channels: int | None = None,
         color: str = "rgb",
-        scale: float = 1.0,
+        scale: float | None = None,
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 1.0,
         output: int | str = 0,
@@ -148,7 +151,7 @@ class OnnxModel:
             raise OnnxplainError(f"class index must be non-negative, got {class_index}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise OnnxplainError(f"threshold must be a probability in [0, 1], got {threshold}")
-        if not np.isfinite(scale) or scale == 0:
+        if scale is not None and (not np.isfinite(scale) or scale == 0):
             raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
 
         self.path = Path(path)
@@ -159,7 +162,7 @@ class OnnxModel:
         self.input = read_input_spec(self._session.get_inputs(), layout, channels)
         self.batch_size = batch_size
         self.color = color
-        self.scale = float(scale)
+        self.scale = float(scale if scale is not None else 255 if self.input.dtype == np.uint8 else 1)
         self.mean = _per_channel("mean", mean, self.input.channels)
         self.std = _per_channel("std", std, self.input.channels)
         if np.any(self.std == 0):
@@ -285,6 +288,8 @@ class OnnxModel:
                 "normalisation (--scale, --mean, --std) and that the model works on this kind of image"
             )
         logits = self._to_nchw(raw)
+        if logits.dtype.kind in "iub":
+            return self._labels(logits)
         classes = logits.shape[1]
         if self.num_classes is None:
             self.num_classes = classes
@@ -319,6 +324,16 @@ class OnnxModel:
         with np.errstate(divide="ignore"):
             cut = np.log(threshold) - np.log1p(-threshold)
         return ModelOutput(mask=scores > cut, logits=scores)
+
+    def _labels(self, labels: np.ndarray) -> ModelOutput:
+        """An integer output holds a class number per pixel (an ArgMax at the end of the model)."""
+        if labels.shape[1] != 1:
+            raise OnnxplainError(
+                f"output '{self.output_name}' holds integers in {labels.shape[1]} channels; a label map has one"
+            )
+        self.activation = "labels"
+        mask = labels[:, 0] == self.class_index
+        return ModelOutput(mask=mask, probability=mask.astype(np.float32))
 
     def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
         if raw.ndim == 3:

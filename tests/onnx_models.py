@@ -115,3 +115,32 @@ def quadrant_model(path: Path, *, height: int = 32, width: int = 32, threshold: 
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, height, width])]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, height, width])]
     return _save(nodes, inputs, outputs, inits, path)
+
+
+def label_model(path: Path) -> Path:
+    """NCHW, 1 channel in; an int64 label map (N, H, W) out: 1 where bright, else 0 (an ArgMax head)."""
+    inits = [_constant("half", 0.5), _constant("minus", -1.0)]
+    nodes = [
+        helper.make_node("Sub", ["x", "half"], ["z"]),
+        helper.make_node("Mul", ["z", "minus"], ["negative"]),
+        helper.make_node("Concat", ["negative", "z"], ["logits"], axis=1),
+        helper.make_node("ArgMax", ["logits"], ["y"], axis=1, keepdims=0),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.INT64, ["N", "H", "W"])]
+    return _save(nodes, inputs, outputs, inits, path)
+
+
+def uint8_model(path: Path) -> Path:
+    """NHWC uint8 RGB in (raw 0-255 pixels); logit ``20 * (mean / 255 - 0.5)`` out, NHWC."""
+    inits = [_constant("full", 255.0), _constant("half", 0.5), _constant("gain", 20.0)]
+    nodes = [
+        helper.make_node("Cast", ["x"], ["real"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["real"], ["m"], axes=[3], keepdims=1),
+        helper.make_node("Div", ["m", "full"], ["unit"]),
+        helper.make_node("Sub", ["unit", "half"], ["centred"]),
+        helper.make_node("Mul", ["centred", "gain"], ["y"]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", "H", "W", 3])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "H", "W", 1])]
+    return _save(nodes, inputs, outputs, inits, path)

@@ -185,3 +185,30 @@ def test_forced_cuda_without_cuda_says_how_to_fix(brightness):
         assert "--device cpu" in str(error)
     else:  # a machine where CUDA works
         assert model.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def test_integer_outputs_are_label_maps(tmp_path, bright_square):
+    import onnx_models
+
+    path = onnx_models.label_model(tmp_path / "labels.onnx")
+    out = OnnxModel(path, device="cpu", class_index=1).predict(bright_square[None])
+    np.testing.assert_array_equal(out.mask[0], expected_mask(bright_square))
+    np.testing.assert_array_equal(out.probability[0], expected_mask(bright_square).astype(np.float32))
+    background = OnnxModel(path, device="cpu", class_index=0).predict(bright_square[None]).mask[0]
+    np.testing.assert_array_equal(background, ~expected_mask(bright_square))
+
+
+def test_uint8_inputs_take_raw_pixels(tmp_path):
+    import onnx_models
+
+    model = OnnxModel(onnx_models.uint8_model(tmp_path / "u8.onnx"), device="cpu")
+    assert model.input.dtype == np.uint8 and model.scale == 255
+    image = np.zeros((1, 4, 4, 3), np.float32)
+    image[0, :2] = 0.8
+    np.testing.assert_array_equal(model.predict(image).mask[0], image[0].mean(axis=-1) > 0.5)
+
+
+def test_outputs_read_as_probabilities_must_be_probabilities(brightness, bright_square):
+    model = OnnxModel(brightness(), device="cpu", activation="none")
+    with pytest.raises(OnnxplainError, match="not probabilities; use --activation sigmoid or softmax"):
+        model.predict(bright_square[None])
