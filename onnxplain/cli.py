@@ -13,7 +13,8 @@ import click
 
 from onnxplain import io, render, testnet
 from onnxplain.errors import OnnxplainError, PluginError
-from onnxplain.model import ACTIVATIONS, COLORS, DEVICES, LAYOUTS, OnnxModel
+from onnxplain.model import COLORS, DEVICES, LAYOUTS, OnnxModel
+from onnxplain.outputs import ACTIVATIONS
 from onnxplain.parameters import parse_parameters
 from onnxplain.registry import plugins
 

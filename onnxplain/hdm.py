@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw
 
 from onnxplain import engine, render
 from onnxplain.errors import OnnxplainError
-from onnxplain.model import ModelOutput, OnnxModel, load_model
+from onnxplain.model import OnnxModel, load_model
+from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation import Perturbation
 from onnxplain.registry import plugin_parameters
 from onnxplain.result import Explanation

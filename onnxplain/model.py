@@ -15,64 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from scipy.special import expit, softmax
 
 from onnxplain.errors import OnnxplainError, first_line
+from onnxplain.outputs import ModelOutput, OutputReader
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
 
 DEVICES = ("auto", "cpu", "cuda")
-ACTIVATIONS = ("auto", "sigmoid", "softmax", "none")
 COLORS = ("rgb", "bgr")
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _ORT_DEFAULT_SEVERITY = 2  # onnxruntime's own default: warnings and above
-_PROBABILITY_SLACK = 1e-3  # outputs read as probabilities may stray this far from [0, 1] by rounding
-
-
-class ModelOutput:
-    """The model's answer for a batch of images, for the chosen output and class.
-
-    Give either `probability` or `logits` (of a sigmoid): probabilities are then computed only
-    where they are read, so scores that need masks alone, or a few pixels, do not pay for them.
-
-    Attributes
-    ----------
-    mask : ndarray of bool, shape (n, H', W')
-        Pixels segmented as the chosen class.
-    probability : ndarray of float32, shape (n, H', W')
-        Probability of the chosen class at every output pixel.
-    """
-
-    def __init__(self, *, mask: np.ndarray, probability: np.ndarray | None = None, logits: np.ndarray | None = None):
-        if (probability is None) == (logits is None):
-            raise ValueError("a ModelOutput takes either probabilities or logits")
-        self.mask = mask
-        self._probability = probability
-        self._logits = logits
-
-    @property
-    def probability(self) -> np.ndarray:
-        if self._probability is None:
-            self._probability = expit(self._logits)
-        return self._probability
-
-    def probability_at(self, pixels: np.ndarray) -> np.ndarray:
-        """Probabilities at flat pixel indices `pixels`, shaped (n, len(pixels))."""
-        if self._probability is None:
-            return expit(self._logits.reshape(len(self), -1)[:, pixels])
-        return self._probability.reshape(len(self), -1)[:, pixels]
-
-    def __len__(self) -> int:
-        return len(self.mask)
-
-    @classmethod
-    def concatenate(cls, parts: list[ModelOutput]) -> ModelOutput:
-        """One output for the images of all `parts`, in order."""
-        mask = np.concatenate([p.mask for p in parts])
-        if all(p._probability is None for p in parts):
-            return cls(mask=mask, logits=np.concatenate([p._logits for p in parts]))
-        return cls(mask=mask, probability=np.concatenate([p.probability for p in parts]))
 
 
 class OnnxModel:
@@ -141,16 +94,11 @@ class OnnxModel:
         threshold: float | None = None,
     ):
         _check_choice("device", device, DEVICES)
-        _check_choice("activation", activation, ACTIVATIONS)
         _check_choice("color", color, COLORS)
         if layout is not None:
             _check_choice("layout", layout, LAYOUTS)
         if batch_size < 1:
             raise OnnxplainError(f"batch_size must be at least 1, got {batch_size}")
-        if class_index < 0:
-            raise OnnxplainError(f"class index must be non-negative, got {class_index}")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise OnnxplainError(f"threshold must be a probability in [0, 1], got {threshold}")
         if scale is not None and (not np.isfinite(scale) or scale == 0):
             raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
 
@@ -168,12 +116,14 @@ class OnnxModel:
         if np.any(self.std == 0):
             raise OnnxplainError("std must not contain zeros: it divides the image")
         self.output_name = output_name([o.name for o in self._session.get_outputs()], output)
-        self.class_index = class_index
-        # 'auto' is settled at the first run, when the number of classes is known.
-        self.activation = activation
-        self._output_op = producer_op(graph, self.output_name)
-        self.threshold = threshold
-        self.num_classes: int | None = None  # known after the first run
+        self.reader = OutputReader(
+            self.output_name,
+            channels_last=self.input.layout == "NHWC",
+            class_index=class_index,
+            activation=activation,
+            threshold=threshold,
+            producer=producer_op(graph, self.output_name),
+        )
         self._sha256: str | None = None
 
     # --- image side -------------------------------------------------------------------------
@@ -242,7 +192,7 @@ class OnnxModel:
         """
         if images.ndim != 4:
             raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
-        parts = [self._interpret(self._run(self._to_tensor(chunk))[:keep]) for chunk, keep in self._chunks(images)]
+        parts = [self.reader.read(self._run(self._to_tensor(chunk))[:keep]) for chunk, keep in self._chunks(images)]
         return parts[0] if len(parts) == 1 else ModelOutput.concatenate(parts)
 
     def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
@@ -280,72 +230,17 @@ class OnnxModel:
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
-    def _interpret(self, raw: np.ndarray) -> ModelOutput:
-        """Turn a raw output batch into class probabilities and a mask."""
-        if not np.isfinite(raw).all():
-            raise OnnxplainError(
-                f"the model output '{self.output_name}' contains NaN or infinite values; check the input "
-                "normalisation (--scale, --mean, --std) and that the model works on this kind of image"
-            )
-        logits = self._to_nchw(raw)
-        if logits.dtype.kind in "iub":
-            return self._labels(logits)
-        classes = logits.shape[1]
-        if self.num_classes is None:
-            self.num_classes = classes
-        if self.activation == "auto":
-            if self._output_op in ("Sigmoid", "Softmax"):
-                self.activation = "none"
-            else:
-                self.activation = "sigmoid" if classes == 1 else "softmax"
-        if self.class_index >= classes:
-            raise OnnxplainError(
-                f"class {self.class_index} does not exist: output '{self.output_name}' has {classes} "
-                f"channel(s), so the class must be between 0 and {classes - 1}"
-            )
-        threshold = 0.5 if self.threshold is None else self.threshold
-        if self.activation == "softmax":
-            probabilities = softmax(logits.astype(np.float32, copy=False), axis=1)
-            probability = np.ascontiguousarray(probabilities[:, self.class_index])
-            if self.threshold is None and classes > 1:
-                mask = probabilities.argmax(axis=1) == self.class_index
-            else:
-                mask = probability > threshold
-            return ModelOutput(mask=mask, probability=probability)
-        scores = logits[:, self.class_index].astype(np.float32, copy=False)
-        if self.activation == "none":
-            if scores.min() < -_PROBABILITY_SLACK or scores.max() > 1 + _PROBABILITY_SLACK:
-                raise OnnxplainError(
-                    f"output '{self.output_name}' holds values from {scores.min():.3g} to {scores.max():.3g}, "
-                    "not probabilities; use --activation sigmoid or softmax"
-                )
-            return ModelOutput(mask=scores > threshold, probability=np.ascontiguousarray(scores))
-        # Sigmoid: compare logits with the threshold's logit, and compute probabilities only if asked.
-        with np.errstate(divide="ignore"):
-            cut = np.log(threshold) - np.log1p(-threshold)
-        return ModelOutput(mask=scores > cut, logits=scores)
-
-    def _labels(self, labels: np.ndarray) -> ModelOutput:
-        """An integer output holds a class number per pixel (an ArgMax at the end of the model)."""
-        if labels.shape[1] != 1:
-            raise OnnxplainError(
-                f"output '{self.output_name}' holds integers in {labels.shape[1]} channels; a label map has one"
-            )
-        self.activation = "labels"
-        mask = labels[:, 0] == self.class_index
-        return ModelOutput(mask=mask, probability=mask.astype(np.float32))
-
-    def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
-        if raw.ndim == 3:
-            return raw[:, None]
-        if raw.ndim == 4:
-            return raw.transpose(0, 3, 1, 2) if self.input.layout == "NHWC" else raw
-        raise OnnxplainError(
-            f"output '{self.output_name}' has shape {raw.shape}; onnxplain explains segmentation outputs "
-            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output with --output"
-        )
-
     # --- facts for records ------------------------------------------------------------------
+
+    @property
+    def activation(self) -> str:
+        """How outputs become probabilities; ``'auto'`` is settled by the first run."""
+        return self.reader.activation
+
+    @property
+    def num_classes(self) -> int | None:
+        """Channels of the explained output, known after the first run."""
+        return self.reader.num_classes
 
     @property
     def sha256(self) -> str:
@@ -380,9 +275,9 @@ class OnnxModel:
                 "color": self.color,
             },
             "output": self.output_name,
-            "class_index": self.class_index,
-            "activation": self.activation,
-            "threshold": self.threshold,
+            "class_index": self.reader.class_index,
+            "activation": self.reader.activation,
+            "threshold": self.reader.threshold,
             "batch_size": self.batch_size,
             "onnxruntime": ort.__version__,
         }

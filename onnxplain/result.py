@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from onnxplain import io, render
-from onnxplain.model import ModelOutput
+from onnxplain.outputs import ModelOutput
 from onnxplain.targets import Reference, Target
 
 

@@ -15,7 +15,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 from onnxplain.errors import OnnxplainError, PluginError
-from onnxplain.model import ModelOutput
+from onnxplain.outputs import ModelOutput
 from onnxplain.registry import plugin_parameters
 from onnxplain.targets import Reference
 

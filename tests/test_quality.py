@@ -1,6 +1,6 @@
 """On testnet, the built-in methods find the decider shape, which is never segmented, and their maps
 are faithful to the model. These run the bundled model with each method's defaults, so they are the
-slowest tests (about four minutes on two CPU cores)."""
+slowest tests (about a minute and a half on two CPU cores)."""
 
 import numpy as np
 import pytest

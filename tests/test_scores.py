@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import directed_hausdorff
 
 from onnxplain.errors import OnnxplainError
-from onnxplain.model import ModelOutput
+from onnxplain.outputs import ModelOutput
 from onnxplain.scores import ClassScore, DiceScore, HausdorffScore, empty_distance, hausdorff_distance
 from onnxplain.targets import Reference
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
-from onnxplain.model import ModelOutput
+from onnxplain.outputs import ModelOutput
 from onnxplain.scores import Score, empty_distance
 from onnxplain.targets import Reference
 

@@ -9,7 +9,7 @@ import numpy as np
 from onnxplain_extras.scores import Hd95Score, IouScore
 
 from onnxplain import data
-from onnxplain.model import ModelOutput
+from onnxplain.outputs import ModelOutput
 from onnxplain.scores import HausdorffScore, dice_coefficient
 from onnxplain.targets import Reference
 

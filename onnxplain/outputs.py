@@ -1,0 +1,157 @@
+"""What a segmentation output means: the probability of the chosen class, and a mask, per pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, softmax
+
+from onnxplain.errors import OnnxplainError
+
+ACTIVATIONS = ("auto", "sigmoid", "softmax", "none")
+_PROBABILITY_SLACK = 1e-3  # outputs read as probabilities may stray this far from [0, 1] by rounding
+
+
+class ModelOutput:
+    """The model's answer for a batch of images, for the chosen output and class.
+
+    Give either `probability` or `logits` (of a sigmoid): probabilities are then computed only
+    where they are read, so scores that need masks alone, or a few pixels, do not pay for them.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (n, H', W')
+        Pixels segmented as the chosen class.
+    probability : ndarray of float32, shape (n, H', W')
+        Probability of the chosen class at every output pixel.
+    """
+
+    def __init__(self, *, mask: np.ndarray, probability: np.ndarray | None = None, logits: np.ndarray | None = None):
+        if (probability is None) == (logits is None):
+            raise ValueError("a ModelOutput takes either probabilities or logits")
+        self.mask = mask
+        self._probability = probability
+        self._logits = logits
+
+    @property
+    def probability(self) -> np.ndarray:
+        if self._probability is None:
+            self._probability = expit(self._logits)
+        return self._probability
+
+    def probability_at(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities at flat pixel indices `pixels`, shaped (n, len(pixels))."""
+        if self._probability is None:
+            return expit(self._logits.reshape(len(self), -1)[:, pixels])
+        return self._probability.reshape(len(self), -1)[:, pixels]
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    @classmethod
+    def concatenate(cls, parts: list[ModelOutput]) -> ModelOutput:
+        """One output for the images of all `parts`, in order."""
+        mask = np.concatenate([p.mask for p in parts])
+        if all(p._probability is None for p in parts):
+            return cls(mask=mask, logits=np.concatenate([p._logits for p in parts]))
+        return cls(mask=mask, probability=np.concatenate([p.probability for p in parts]))
+
+
+class OutputReader:
+    """Reads raw output batches of one model output as `ModelOutput` for one class.
+
+    Parameters
+    ----------
+    name : str
+        The output's name, for messages.
+    channels_last : bool
+        Whether a 4-D output is (N, H, W, C) rather than (N, C, H, W).
+    class_index : int
+        Channel (class) to read.
+    activation : {'auto', 'sigmoid', 'softmax', 'none'}
+        See `onnxplain.model.OnnxModel`; ``'auto'`` is settled by the first batch.
+    threshold : float, optional
+        Probability above which a pixel belongs to the class; 0.5, or argmax for softmax, when omitted.
+    producer : str, optional
+        Type of the node that computes the output (``'Sigmoid'`` means probabilities already).
+    """
+
+    def __init__(self, name: str, *, channels_last: bool, class_index: int = 0, activation: str = "auto",
+                 threshold: float | None = None, producer: str | None = None):
+        if activation not in ACTIVATIONS:
+            raise OnnxplainError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+        if class_index < 0:
+            raise OnnxplainError(f"class index must be non-negative, got {class_index}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise OnnxplainError(f"threshold must be a probability in [0, 1], got {threshold}")
+        self.name = name
+        self.channels_last = channels_last
+        self.class_index = class_index
+        self.activation = activation
+        self.threshold = threshold
+        self.producer = producer
+        self.num_classes: int | None = None  # known after the first batch
+
+    def read(self, raw: np.ndarray) -> ModelOutput:
+        """Turn a raw output batch into class probabilities and a mask."""
+        if not np.isfinite(raw).all():
+            raise OnnxplainError(
+                f"the model output '{self.name}' contains NaN or infinite values; check the input "
+                "normalisation (--scale, --mean, --std) and that the model works on this kind of image"
+            )
+        logits = self._to_nchw(raw)
+        if logits.dtype.kind in "iub":
+            return self._labels(logits)
+        classes = logits.shape[1]
+        if self.num_classes is None:
+            self.num_classes = classes
+        if self.activation == "auto":
+            if self.producer in ("Sigmoid", "Softmax"):
+                self.activation = "none"
+            else:
+                self.activation = "sigmoid" if classes == 1 else "softmax"
+        if self.class_index >= classes:
+            raise OnnxplainError(
+                f"class {self.class_index} does not exist: output '{self.name}' has {classes} "
+                f"channel(s), so the class must be between 0 and {classes - 1}"
+            )
+        threshold = 0.5 if self.threshold is None else self.threshold
+        if self.activation == "softmax":
+            probabilities = softmax(logits.astype(np.float32, copy=False), axis=1)
+            probability = np.ascontiguousarray(probabilities[:, self.class_index])
+            if self.threshold is None and classes > 1:
+                mask = probabilities.argmax(axis=1) == self.class_index
+            else:
+                mask = probability > threshold
+            return ModelOutput(mask=mask, probability=probability)
+        scores = logits[:, self.class_index].astype(np.float32, copy=False)
+        if self.activation == "none":
+            if scores.min() < -_PROBABILITY_SLACK or scores.max() > 1 + _PROBABILITY_SLACK:
+                raise OnnxplainError(
+                    f"output '{self.name}' holds values from {scores.min():.3g} to {scores.max():.3g}, "
+                    "not probabilities; use --activation sigmoid or softmax"
+                )
+            return ModelOutput(mask=scores > threshold, probability=np.ascontiguousarray(scores))
+        # Sigmoid: compare logits with the threshold's logit, and compute probabilities only if asked.
+        with np.errstate(divide="ignore"):
+            cut = np.log(threshold) - np.log1p(-threshold)
+        return ModelOutput(mask=scores > cut, logits=scores)
+
+    def _labels(self, labels: np.ndarray) -> ModelOutput:
+        """An integer output holds a class number per pixel (an ArgMax at the end of the model)."""
+        if labels.shape[1] != 1:
+            raise OnnxplainError(
+                f"output '{self.name}' holds integers in {labels.shape[1]} channels; a label map has one"
+            )
+        self.activation = "labels"
+        mask = labels[:, 0] == self.class_index
+        return ModelOutput(mask=mask, probability=mask.astype(np.float32))
+
+    def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
+        if raw.ndim == 3:
+            return raw[:, None]
+        if raw.ndim == 4:
+            return raw.transpose(0, 3, 1, 2) if self.channels_last else raw
+        raise OnnxplainError(
+            f"output '{self.name}' has shape {raw.shape}; onnxplain explains segmentation outputs "
+            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output with --output"
+        )
