@@ -27,7 +27,7 @@ from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation import Perturbation
 from onnxplain.registry import plugin_parameters
 from onnxplain.result import Explanation
-from onnxplain.scores import HausdorffScore, Score, empty_distance, hausdorff_distance
+from onnxplain.scores import HausdorffScore, Score, hausdorff_distance
 from onnxplain.targets import Reference
 
 RAW = 1
@@ -305,9 +305,6 @@ class _SeedScore(Score):
             return self._fast._distance(outputs, reference)
         target = reference.restricted_mask()
         return np.array([self._explainer.calculate_distance(m, target) for m in reference.restrict(outputs.mask)])
-
-    def worst(self, reference: Reference) -> float:
-        return empty_distance(reference.shape)
 
     def parameters(self) -> dict[str, Any]:
         return {"calculate_distance": type(self._explainer).calculate_distance.__qualname__}

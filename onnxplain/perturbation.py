@@ -26,9 +26,8 @@ class Perturbation(ABC):
       made lazily in any batches, in any order, and made again identically;
     - `apply_mask` returns new arrays and never changes the image it is given.
 
-    `weighting` tells the engine how scores become a map: ``'occluded'`` averages each mask's
-    distance over the pixels it hides (occlusion, HDM), ``'kept'`` averages each mask's similarity
-    over the pixels it keeps (RISE).
+    `weighting` tells the engine how distances become a map: ``'occluded'`` averages each mask's
+    distance over the pixels it hides (occlusion, HDM), ``'kept'`` over the pixels it keeps (RISE).
 
     Subclasses implement `_count` and `_make_masks`, keep each constructor argument as an attribute
     of the same name, and may override `apply_mask`.

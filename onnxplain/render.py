@@ -54,9 +54,7 @@ def overlay(image: np.ndarray, saliency: np.ndarray, *, color_map: str = "jet", 
     alpha : float
         Weight of the heatmap, in [0, 1].
     """
-    base = _rgb_bytes(image).astype(np.float32)
-    heat = colorize(normalize(saliency), color_map)[..., :3].astype(np.float32)
-    return Image.fromarray(np.round((1 - alpha) * base + alpha * heat).astype(np.uint8))
+    return _blend(image, colorize(normalize(saliency), color_map)[..., :3], alpha)
 
 
 def picture(image: np.ndarray) -> Image.Image:
@@ -67,9 +65,7 @@ def picture(image: np.ndarray) -> Image.Image:
 def mask_overlay(image: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (0, 200, 0),
                  alpha: float = 0.5) -> Image.Image:
     """The image with the pixels of `mask` tinted in `color`."""
-    base = _rgb_bytes(image).astype(np.float32)
-    tinted = np.where(mask[..., None], (1 - alpha) * base + alpha * np.asarray(color, np.float32), base)
-    return Image.fromarray(np.round(tinted).astype(np.uint8))
+    return _blend(image, np.asarray(color, np.float32), alpha, where=mask)
 
 
 def isolines(
@@ -127,6 +123,15 @@ def grid(pictures: list[Image.Image], titles: list[str] | None = None, *, column
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+
+
+def _blend(image: np.ndarray, color: np.ndarray, alpha: float, where: np.ndarray | None = None) -> Image.Image:
+    """``(1 - alpha) * image + alpha * color`` as an RGB picture, only at `where` if given."""
+    base = _rgb_bytes(image).astype(np.float32)
+    mixed = (1 - alpha) * base + alpha * np.asarray(color, np.float32)
+    if where is not None:
+        mixed = np.where(where[..., None], mixed, base)
+    return Image.fromarray(np.round(mixed).astype(np.uint8))
 
 
 def _rgb_bytes(image: np.ndarray) -> np.ndarray:

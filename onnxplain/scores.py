@@ -1,8 +1,8 @@
 """The score interface and the built-in scores: Hausdorff, Dice and class score.
 
-A score compares each perturbed output with the reference and says how far it moved. Distances are
-0 for an output that matches the reference and grow up to `Score.worst`; the engine turns them into
-a similarity, ``worst - distance``, where a method needs one (RISE).
+A score compares each perturbed output with the reference and says how far it moved: 0 for an
+output that matches the reference, more the further it is. The engine averages distances over the
+masks that hid (HDM) or kept (RISE) each pixel; see `onnxplain.explain`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ class Score(ABC):
 
     Contract of every score:
 
-    - `calculate_distance` returns float64 distances shaped (n,), one per output, finite, between 0
-      (the output matches the reference) and `worst`;
+    - `calculate_distance` returns float64 distances shaped (n,), one per output, finite, 0 when the
+      output matches the reference;
     - `check` rejects, with an `OnnxplainError`, a reference it cannot score (an empty one, say);
     - nothing here changes its inputs.
 
-    Subclasses implement `_distance` and may override `check` and `worst`. They keep each
+    Subclasses implement `_distance` and may override `check`. They keep each
     constructor argument as an attribute of the same name.
     """
 
@@ -75,10 +75,6 @@ class Score(ABC):
     @abstractmethod
     def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
         """One distance per output, as described in the class contract."""
-
-    def worst(self, reference: Reference) -> float:
-        """The largest distance this score can return for `reference`."""
-        return 1.0
 
     def parameters(self) -> dict[str, Any]:
         """The constructor arguments, as recorded with each explanation."""
@@ -134,7 +130,12 @@ def _directed(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     outside = np.argwhere(mask_a & ~mask_b)
     if len(outside) == 0:
         return 0.0
-    return float(cKDTree(np.argwhere(edge_pixels(mask_b))).query(outside)[0].max())
+    return _farthest_from(mask_b, outside)
+
+
+def _farthest_from(mask: np.ndarray, points: np.ndarray) -> float:
+    """The largest distance from `points` (k, 2) outside non-empty `mask` to their nearest pixel of it."""
+    return float(cKDTree(np.argwhere(edge_pixels(mask))).query(points)[0].max())
 
 
 def edge_pixels(mask: np.ndarray) -> np.ndarray:
@@ -173,14 +174,11 @@ class HausdorffScore(Score):
         # From reference to output: reference pixels an output missed, to that output's edge pixels.
         distances = np.empty(len(masks))
         for i, mask in enumerate(masks):
-            missed = target_points[~mask[target_points[:, 0], target_points[:, 1]]]
             if not mask.any():
                 distances[i] = empty_distance(mask.shape)
-            elif len(missed) == 0:
-                distances[i] = forward[i]
-            else:
-                backward = cKDTree(np.argwhere(edge_pixels(mask))).query(missed)[0].max()
-                distances[i] = max(forward[i], backward)
+                continue
+            missed = target_points[~mask[target_points[:, 0], target_points[:, 1]]]
+            distances[i] = max(forward[i], _farthest_from(mask, missed)) if len(missed) else forward[i]
         return distances
 
     def _prepared(self, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +187,6 @@ class HausdorffScore(Score):
             target = reference.restricted_mask()
             self._cache = (reference, distance_transform_edt(~target), np.argwhere(target))
         return self._cache[1], self._cache[2]
-
-    def worst(self, reference: Reference) -> float:
-        return empty_distance(reference.shape)
 
 
 class DiceScore(Score):
@@ -228,8 +223,7 @@ class ClassScore(Score):
 
     The region is the target's (a mask, a box, pixels) or, for a whole-class target, the pixels of
     the reference segment: the segmentation adapter of Humer et al., which averages the class
-    probability over a region so that classification explainers apply. As a similarity (what RISE
-    weighs masks by) it is the mean class probability itself.
+    probability over a region so that classification explainers apply.
     """
 
     name = "class-score"
