@@ -15,8 +15,22 @@ from onnxplain import io, render, testnet
 from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.model import COLORS, DEVICES, LAYOUTS, OnnxModel
 from onnxplain.outputs import ACTIVATIONS
-from onnxplain.parameters import parse_parameters
+from onnxplain.parameters import accepted_parameters, parse_parameters
 from onnxplain.registry import plugins
+
+_FLAGS = {
+    "layout": "--layout", "channels": "--channels", "device": "--device", "scale": "--scale", "mean": "--mean",
+    "std": "--std", "activation": "--activation", "output": "--output", "class_index": "--class",
+    "segment": "--segment", "target": "--target", "method": "--method", "batch_size": "--batch-size",
+    "masks": "--mask", "seed": "--seed", "score": "--score",
+}
+"""Core errors name the settings that fix them; the command line names its flags for them."""
+
+
+def flag_advice(error: OnnxplainError) -> str:
+    """The error's message, followed by the flags that fix it (``-p NAME=VALUE`` for method parameters)."""
+    flags = [_FLAGS.get(name, f"-p {name}=VALUE") for name in error.parameters]
+    return f"{error} ({'option' if len(flags) == 1 else 'options'} {', '.join(flags)})" if flags else str(error)
 
 
 class _Cli(click.Group):
@@ -33,7 +47,7 @@ class _Cli(click.Group):
         except OnnxplainError as error:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(str(error)) from error
+            raise click.ClickException(flag_advice(error)) from error
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; no output was written for the unfinished work") from None
         except Exception as error:
@@ -148,7 +162,7 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
             bar.__exit__(None, None, None)
 
 
-# --- explain -------------------------------------------------------------------------------------
+# --- explain ---------------------------------------------------------------------------------------
 
 
 @main.command()
@@ -156,53 +170,75 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
 @click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
 @click.option("--segment", type=click.Path(path_type=Path), default=None,
               help="Ground-truth segment (an image, non-zero = in the segment) [default: the model's own prediction].")
-@click.option("--method", default="hdm", show_default=True,
-              help="Perturbation: hdm, rise, or any installed one (see `onnxplain plugins`).")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="A parameter of the method, e.g. -p circle_size=25 -p offset=5; repeatable.")
+@click.option("--method", "methods", multiple=True, default=("hdm",), show_default=True,
+              help="Method: hdm, rise, occlusion, ablation, lime, kernel-shap, shapley, or any installed one "
+                   "(see `onnxplain plugins`); repeatable, and several share the unperturbed forward pass.")
+@click.option("-p", "--param", "params", multiple=True, metavar="[METHOD:]NAME=VALUE",
+              help="A parameter of the method, e.g. -p offset=5; with several methods, -p hdm:offset=5.")
 @click.option("--score", default=None,
               help="Score: hausdorff, dice, class-score, or an installed one [default: the method's].")
 @click.option("--score-param", "score_params", multiple=True, metavar="NAME=VALUE", help="A parameter of the score.")
 @click.option("--target", default="class", show_default=True,
               help="What to explain: class, mask:PATH, box:X0,Y0,X1,Y1 or pixels:X,Y;X,Y.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: onnxplain-out/IMAGE-METHOD].")
+              help="Output folder [default: onnxplain-out/IMAGE-METHOD]; with several methods, one subfolder each.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--per-pixel-max", is_flag=True,
-              help="For RISE: also merge the per-pixel maps by their maximum (rise_max.npy, rise_max.png).")
+              help="For RISE: also merge the per-pixel maps by their maximum (rise_max.npy, rise_max.png); "
+                   "the same as -p per_pixel_max=true.")
 @click.option("--color-map", default="jet", show_default=True, help="Matplotlib colormap of the pictures.")
 @model_options
-def explain(model_path, image_path, segment, method, params, score, score_params, target, out, seed,
+def explain(model_path, image_path, segment, methods, params, score, score_params, target, out, seed,
             per_pixel_max, color_map, **model_settings):
     """Explain which pixels of IMAGE made MODEL (an .onnx file) segment what it segmented."""
-    from onnxplain.engine import explain as run_explanation
-    from onnxplain.rise import per_pixel_maps_max
+    from onnxplain.method import make_baseline
     from onnxplain.targets import Target
 
+    if per_pixel_max:
+        if "rise" not in methods:
+            raise click.BadParameter("--per-pixel-max is an option of RISE; add --method rise",
+                                     param_hint="--per-pixel-max")
+        params = (*params, "rise:per_pixel_max=true" if len(methods) > 1 else "per_pixel_max=true")
     model = open_model(model_path, model_settings)
     image = read_model_image(image_path, model)
     ground_truth = io.read_mask(segment) if segment is not None else None
-    perturbation = create_plugin("perturbation", method, params)
-    scorer = create_plugin("score", score or perturbation.default_score, score_params)
-    total = perturbation.count(image.shape[:2])
-    with progress_bar(total, f"{method} ({total} masks)") as update:
-        result = run_explanation(
-            model, image, method=perturbation, score=scorer, target=Target.parse(target), segment=ground_truth,
-            seed=seed, batch_size=model_settings["batch_size"], progress=update,
-            keep_pixel_scores=per_pixel_max,
+    scorer = create_plugin("score", score, score_params) if score else None
+    chosen = [create_method(name, _method_params(params, name, methods), seed=seed, score=scorer)
+              for name in methods]
+    goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
+    baseline = make_baseline(model, image, goal, segment=ground_truth)
+    base_out = out or Path("onnxplain-out") / (f"{image_path.stem}-{methods[0]}" if len(methods) == 1
+                                               else image_path.stem)
+    for name, method in zip(methods, chosen, strict=True):
+        total = method.count(baseline.image) or 0
+        with progress_bar(total, f"{name} ({total} images)") as update:
+            result = method.attribute(model, baseline.image, goal, baseline=baseline,
+                                      batch_size=model_settings["batch_size"], progress=update)
+        folder = base_out if len(methods) == 1 else base_out / name
+        extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
+        written = result.save(folder, color_map=color_map, extra=extra)
+        seconds = result.seconds
+        click.echo(
+            f"{name} with {result.record.get('score', {}).get('name', 'its score')}: {len(result.values)} images "
+            f"in {seconds['total']:.1f} s (inference {seconds.get('inference', 0.0):.1f} s on {model.device}); "
+            f"{len(written)} files in {folder}"
         )
-    out = out or Path("onnxplain-out") / f"{image_path.stem}-{method}"
-    merged = per_pixel_maps_max(result) if per_pixel_max else None
-    extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
-    written = result.save(out, color_map=color_map, extra=extra)
-    if merged is not None:
-        written.append(io.save_npy(merged, out / "rise_max.npy"))
-        written.append(io.save_png(render.overlay(result.image, merged, color_map=color_map), out / "rise_max.png"))
-    seconds = result.seconds
-    click.echo(
-        f"{method} with {scorer.name}: {total} masks in {seconds['total']:.1f} s "
-        f"(inference {seconds['inference']:.1f} s on {model.device}); {len(written)} files in {out}"
-    )
+
+
+def create_method(name: str, pairs: tuple[str, ...], *, seed: int, score: object = None) -> object:
+    """Create method `name` from ``NAME=VALUE`` strings, with the run's seed and score where it takes them."""
+    from onnxplain.api import create_method as create
+
+    values = parse_parameters(plugins.get("method", name), pairs)
+    takes_seed = "seed" in accepted_parameters(plugins.get("method", name))
+    return create(name, seed=values.pop("seed", seed) if takes_seed else None, score=score, **values)
+
+
+def _method_params(pairs: tuple[str, ...], name: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The parameters of method `name`: all of them with one method, else those written METHOD:NAME=VALUE."""
+    if len(names) == 1 and not any(p.partition("=")[0].partition(":")[1] for p in pairs):
+        return pairs
+    return _scoped(pairs, name, names, "--param")
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -217,22 +253,21 @@ def explain(model_path, image_path, segment, method, params, score, score_params
 def demo(out, sample, device, batch_size):
     """Explain a bundled testnet sample with HDM and RISE and write the pictures."""
     from onnxplain import data
-    from onnxplain.engine import explain as run_explanation
+    from onnxplain.method import make_baseline
 
     model = OnnxModel(data.testnet_model_path(), device=device, batch_size=batch_size)
     chosen = data.load_sample(sample)
-    pictures = [render.picture(chosen.image)]
-    titles = [f"sample {sample} (decider: {chosen.decider_shape})"]
+    baseline = make_baseline(model, chosen.image)
+    pictures = [render.picture(chosen.image), render.mask_overlay(chosen.image, baseline.output.mask[0])]
+    titles = [f"sample {sample} (decider: {chosen.decider_shape})", "model's segment"]
     for name in ("hdm", "rise"):
-        perturbation = plugins.create("perturbation", name)  # each method with its defaults
-        total = perturbation.count(chosen.image.shape)
-        with progress_bar(total, f"{name} ({total} masks)") as update:
-            result = run_explanation(model, chosen.image, method=perturbation, seed=0, progress=update)
+        method = plugins.create("method", name)  # each method with its defaults
+        total = method.count(baseline.image)
+        with progress_bar(total, f"{name} ({total} images)") as update:
+            result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
         result.save(out / name, extra={"sample": sample})
-        pictures.append(render.overlay(result.image, result.saliency))
-        titles.append(f"{name} ({result.score.name})")
-    pictures.insert(1, render.mask_overlay(chosen.image, result.baseline_output.mask[0]))
-    titles.insert(1, "model's segment")
+        pictures.append(render.overlay(result.image, result.map))
+        titles.append(f"{name} ({result.record['score']['name']})")
     summary = render.grid(pictures, titles, columns=4)
     io.save_png(summary, out / "demo.png")
     click.echo(f"wrote {out / 'demo.png'} and the maps of each method in {out}/hdm and {out}/rise")
@@ -359,13 +394,15 @@ def evaluate(model_path, image_path, dataset, methods, params, metrics, metric_p
         count = 1
     has_regions = bool(masks) or (dataset is not None and (Path(dataset) / "shapes").is_dir())
     metrics = metrics or _DEFAULT_METRICS + (_REGION_METRICS if has_regions else ())
-    method_plugins = [create_plugin("perturbation", m, _scoped(params, m, methods, "--param")) for m in methods]
+    scorer = create_plugin("score", score, ()) if score else None
+    method_plugins = [create_method(m, _scoped(params, m, methods, "--param"), seed=seed, score=scorer)
+                      for m in methods]
     metric_plugins = [create_plugin("metric", m, _scoped(metric_params, m, metrics, "--metric-param"))
                       for m in metrics]
     with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
-        table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, score=score,
-                               target=Target.parse(target), seed=seed, batch_size=model_settings["batch_size"],
-                               progress=update)
+        goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
+        table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
+                               seed=seed, batch_size=model_settings["batch_size"], progress=update)
     out = out or Path("onnxplain-eval") / (image_path.stem if image_path else Path(dataset).name)
     written = table.save(out)
     for method, means in table.means().items():

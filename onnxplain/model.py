@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -52,9 +53,9 @@ class OnnxModel:
         in [0, 1]. ``mean`` and ``std`` take one value or one per channel. `scale` defaults to 1,
         or to 255 for models whose input is uint8 (raw 0-255 pixels).
     output : int or str
-        Which model output to explain, by index or name.
+        Which model output to explain by default, by index or name; a `Target` may name another.
     class_index : int
-        Channel of that output (the class) to explain.
+        Channel of that output (the class) to explain by default; a `Target` may name another.
     activation : {'auto', 'sigmoid', 'softmax', 'none'}
         How raw outputs become probabilities. ``'auto'`` uses ``'none'`` when the output is made by a
         Sigmoid or Softmax node, else ``'sigmoid'`` for one channel and ``'softmax'`` for several.
@@ -75,6 +76,9 @@ class OnnxModel:
     >>> out.probability.shape, out.mask.dtype
     ((1, 240, 240), dtype('bool'))
     """
+
+    serves = frozenset({"predictions"})
+    """What methods can ask of this model: its predictions only (onnxruntime has no gradients)."""
 
     def __init__(
         self,
@@ -115,16 +119,29 @@ class OnnxModel:
         self.std = _per_channel("std", std, self.input.channels)
         if np.any(self.std == 0):
             raise OnnxplainError("std must not contain zeros: it divides the image")
-        self.output_name = output_name([o.name for o in self._session.get_outputs()], output)
-        self.reader = OutputReader(
-            self.output_name,
-            channels_last=self.input.layout == "NHWC",
-            class_index=class_index,
-            activation=activation,
-            threshold=threshold,
-            producer=producer_op(graph, self.output_name),
-        )
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self.output_name = output_name(self._output_names, output)
+        self._activation, self._threshold = activation, threshold
+        self._producers = {name: producer_op(graph, name) for name in self._output_names}
+        self._readers: dict[str, OutputReader] = {}
+        self.reader = self._reader(self.output_name)
+        self.reader.class_index = _check_class(class_index)
         self._sha256: str | None = None
+        self.inference_seconds = 0.0
+        """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
+
+    def _reader(self, name: str) -> OutputReader:
+        """The reader of output `name`, made once (it settles the activation on its first batch)."""
+        if name not in self._readers:
+            self._readers[name] = OutputReader(name, channels_last=self.input.layout == "NHWC",
+                                               producer=self._producers[name], activation=self._activation,
+                                               threshold=self._threshold)
+        return self._readers[name]
+
+    @property
+    def spatial_shape(self) -> tuple[int | None, ...]:
+        """The input's spatial size, one entry per axis (None where the model takes any size)."""
+        return (self.input.height, self.input.width)
 
     # --- image side -------------------------------------------------------------------------
 
@@ -161,7 +178,7 @@ class OnnxModel:
             raise OnnxplainError("the image contains NaN or infinite values")
         return image.astype(np.float32, copy=False)
 
-    def _to_tensor(self, images: np.ndarray) -> np.ndarray:
+    def to_tensor(self, images: np.ndarray) -> np.ndarray:
         """Normalise a batch (n, H, W, C) in image space and arrange it as the model input."""
         x = images
         if self.scale != 1 or self.mean.any() or (self.std != 1).any():
@@ -178,21 +195,32 @@ class OnnxModel:
 
     # --- running ----------------------------------------------------------------------------
 
-    def predict(self, images: np.ndarray) -> ModelOutput:
-        """Run the model on a batch of images and interpret the chosen output.
+    def predict(
+        self, images: np.ndarray, *, class_index: int | None = None, output: int | str | None = None
+    ) -> ModelOutput:
+        """Run the model on a batch of images and interpret one class of one output.
 
         Parameters
         ----------
         images : ndarray, shape (n, H, W, C)
             Images in image space; `check_image` tells whether the model takes them.
+        class_index : int, optional
+            The class (output channel); the model's default when omitted.
+        output : int or str, optional
+            The output, by index or name; the model's default when omitted.
 
         Returns
         -------
         ModelOutput
+            Probabilities computed lazily, where a score reads them.
         """
         if images.ndim != 4:
             raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
-        parts = [self.reader.read(self._run(self._to_tensor(chunk))[:keep]) for chunk, keep in self._chunks(images)]
+        name = self.output_name if output is None else output_name(self._output_names, output)
+        reader = self._reader(name)
+        chosen = self.reader.class_index if class_index is None else _check_class(class_index)
+        parts = [reader.read(self.run_tensor(self.to_tensor(chunk), name)[:keep], chosen)
+                 for chunk, keep in self._chunks(images)]
         return parts[0] if len(parts) == 1 else ModelOutput.concatenate(parts)
 
     def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
@@ -211,22 +239,32 @@ class OnnxModel:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)])
             yield chunk, keep
 
-    def _run(self, tensor: np.ndarray) -> np.ndarray:
+    def run_tensor(self, tensor: np.ndarray, output: str | None = None) -> np.ndarray:
+        """Run onnxruntime on a prepared input tensor (see `to_tensor`); return output `output`, raw.
+
+        This is the model alone: the bare arm of speed benchmarks and the time recorded as
+        inference.
+        """
+        name = output or self.output_name
+        started = time.perf_counter()
         try:
             if self.device == "cuda":
-                return self._run_bound(tensor)
-            return self._session.run([self.output_name], {self.input.name: tensor})[0]
+                return self._run_bound(tensor, name)
+            return self._session.run([name], {self.input.name: tensor})[0]
         except Exception as error:  # onnxruntime raises its own untyped errors
             raise OnnxplainError(
                 f"onnxruntime could not run the model on input shaped {tuple(tensor.shape)}: "
-                f"{first_line(error)}; check the image size, channels and --layout"
+                f"{first_line(error)}; check the image size, channels and layout",
+                parameters=("layout", "channels"),
             ) from error
+        finally:
+            self.inference_seconds += time.perf_counter() - started
 
-    def _run_bound(self, tensor: np.ndarray) -> np.ndarray:
+    def _run_bound(self, tensor: np.ndarray, name: str) -> np.ndarray:
         """Run with I/O binding: the output is allocated on the device and copied back once."""
         binding = self._session.io_binding()
         binding.bind_cpu_input(self.input.name, tensor)
-        binding.bind_output(self.output_name, self.device)
+        binding.bind_output(name, self.device)
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
@@ -331,6 +369,12 @@ def raw_runner(path: str | Path, *, device: str = "cpu") -> Callable[[np.ndarray
     return lambda tensor: session.run(None, {name: tensor})
 
 
+def _check_class(class_index: int) -> int:
+    if class_index < 0:
+        raise OnnxplainError(f"a class index is non-negative, got {class_index}", parameters=("class_index",))
+    return int(class_index)
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise OnnxplainError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -362,8 +406,9 @@ def _create_session(path: Path, device: str) -> ort.InferenceSession:
     available = ort.get_available_providers()
     if device == "cuda" and _CUDA not in available:
         raise OnnxplainError(
-            f"--device cuda needs onnxruntime's CUDA execution provider, but this onnxruntime "
-            f"({ort.__version__}) offers only {', '.join(available)}; install onnxruntime-gpu or use --device cpu"
+            f"the CUDA device needs onnxruntime's CUDA execution provider, but this onnxruntime "
+            f"({ort.__version__}) offers only {', '.join(available)}; install onnxruntime-gpu or use the CPU",
+            parameters=("device",),
         )
     providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
     options = ort.SessionOptions()
@@ -375,8 +420,9 @@ def _create_session(path: Path, device: str) -> ort.InferenceSession:
         raise OnnxplainError(f"onnxruntime could not load {path}: {first_line(error)}") from error
     if device == "cuda" and session.get_providers()[0] != _CUDA:
         raise OnnxplainError(
-            "--device cuda was asked for, but onnxruntime could not start CUDA here (no GPU, or CUDA/cuDNN "
-            "libraries missing: see onnxruntime's CUDA requirements); use --device cpu or --device auto"
+            "the CUDA device was asked for, but onnxruntime could not start CUDA here (no GPU, or CUDA/cuDNN "
+            "libraries missing: see onnxruntime's CUDA requirements); use the CPU or let onnxplain choose (auto)",
+            parameters=("device",),
         )
     return session
 

@@ -40,9 +40,9 @@ class ModelOutput:
 
     def probability_at(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities at flat pixel indices `pixels`, shaped (n, len(pixels))."""
-        if self._probability is None:
+        if self._probability is None and self._logits is not None:
             return expit(self._logits.reshape(len(self), -1)[:, pixels])
-        return self._probability.reshape(len(self), -1)[:, pixels]
+        return self.probability.reshape(len(self), -1)[:, pixels]
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -91,16 +91,18 @@ class OutputReader:
         self.producer = producer
         self.num_classes: int | None = None  # known after the first batch
 
-    def read(self, raw: np.ndarray) -> ModelOutput:
-        """Turn a raw output batch into class probabilities and a mask."""
+    def read(self, raw: np.ndarray, class_index: int | None = None) -> ModelOutput:
+        """Turn a raw output batch into probabilities and a mask of class `class_index` (default: this reader's)."""
+        class_index = self.class_index if class_index is None else class_index
         if not np.isfinite(raw).all():
             raise OnnxplainError(
                 f"the model output '{self.name}' contains NaN or infinite values; check the input "
-                "normalisation (--scale, --mean, --std) and that the model works on this kind of image"
+                "normalisation (scale, mean, std) and that the model works on this kind of image",
+                parameters=("scale", "mean", "std"),
             )
         logits = self._to_nchw(raw)
         if logits.dtype.kind in "iub":
-            return self._labels(logits)
+            return self._labels(logits, class_index)
         classes = logits.shape[1]
         if self.num_classes is None:
             self.num_classes = classes
@@ -109,26 +111,28 @@ class OutputReader:
                 self.activation = "none"
             else:
                 self.activation = "sigmoid" if classes == 1 else "softmax"
-        if self.class_index >= classes:
+        if class_index >= classes:
             raise OnnxplainError(
-                f"class {self.class_index} does not exist: output '{self.name}' has {classes} "
-                f"channel(s), so the class must be between 0 and {classes - 1}"
+                f"class {class_index} does not exist: output '{self.name}' has {classes} "
+                f"channel(s), so the class must be between 0 and {classes - 1}",
+                parameters=("class_index",),
             )
         threshold = 0.5 if self.threshold is None else self.threshold
         if self.activation == "softmax":
             probabilities = softmax(logits.astype(np.float32, copy=False), axis=1)
-            probability = np.ascontiguousarray(probabilities[:, self.class_index])
+            probability = np.ascontiguousarray(probabilities[:, class_index])
             if self.threshold is None and classes > 1:
-                mask = probabilities.argmax(axis=1) == self.class_index
+                mask = probabilities.argmax(axis=1) == class_index
             else:
                 mask = probability > threshold
             return ModelOutput(mask=mask, probability=probability)
-        scores = logits[:, self.class_index].astype(np.float32, copy=False)
+        scores = logits[:, class_index].astype(np.float32, copy=False)
         if self.activation == "none":
             if scores.min() < -_PROBABILITY_SLACK or scores.max() > 1 + _PROBABILITY_SLACK:
                 raise OnnxplainError(
                     f"output '{self.name}' holds values from {scores.min():.3g} to {scores.max():.3g}, "
-                    "not probabilities; use --activation sigmoid or softmax"
+                    "not probabilities; use the sigmoid or softmax activation",
+                    parameters=("activation",),
                 )
             return ModelOutput(mask=scores > threshold, probability=np.ascontiguousarray(scores))
         # Sigmoid: compare logits with the threshold's logit, and compute probabilities only if asked.
@@ -136,14 +140,14 @@ class OutputReader:
             cut = np.log(threshold) - np.log1p(-threshold)
         return ModelOutput(mask=scores > cut, logits=scores)
 
-    def _labels(self, labels: np.ndarray) -> ModelOutput:
+    def _labels(self, labels: np.ndarray, class_index: int) -> ModelOutput:
         """An integer output holds a class number per pixel (an ArgMax at the end of the model)."""
         if labels.shape[1] != 1:
             raise OnnxplainError(
                 f"output '{self.name}' holds integers in {labels.shape[1]} channels; a label map has one"
             )
         self.activation = "labels"
-        mask = labels[:, 0] == self.class_index
+        mask = labels[:, 0] == class_index
         return ModelOutput(mask=mask, probability=mask.astype(np.float32))
 
     def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
@@ -153,5 +157,6 @@ class OutputReader:
             return raw.transpose(0, 3, 1, 2) if self.channels_last else raw
         raise OnnxplainError(
             f"output '{self.name}' has shape {raw.shape}; onnxplain explains segmentation outputs "
-            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output with --output"
+            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output",
+            parameters=("output",),
         )

@@ -15,10 +15,39 @@ _FALSE_WORDS = ("false", "no", "off", "0")
 
 
 def accepted_parameters(plugin: type) -> list[str]:
-    """Names of the keyword arguments `plugin`'s constructor takes."""
-    signature = inspect.signature(plugin.__init__)
+    """Names of the keyword arguments `plugin`'s constructor takes.
+
+    A constructor that passes ``**options`` on to its base class takes the base's parameters too,
+    so a method lists only its own parameters and inherits the shared ones (fill, score...).
+    """
+    return list(_constructors(plugin))
+
+
+def _constructors(plugin: type) -> dict[str, typing.Callable]:
+    """Each accepted keyword name, mapped to the constructor that declares it (own ones first)."""
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in signature.parameters.values() if p.kind in kinds and p.name != "self"]
+    found: dict[str, typing.Callable] = {}
+    for cls in plugin.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        for parameter in parameters:
+            if parameter.kind in kinds and parameter.name != "self":
+                found.setdefault(parameter.name, init)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+def _hints(plugin: type) -> dict[str, object]:
+    hints: dict[str, object] = {}
+    for name, init in _constructors(plugin).items():
+        try:
+            hints[name] = typing.get_type_hints(init).get(name, str)
+        except Exception:  # annotations that cannot be evaluated: values stay text
+            hints[name] = str
+    return hints
 
 
 def parse_parameters(plugin: type, pairs: typing.Iterable[str]) -> dict[str, typing.Any]:
@@ -37,15 +66,12 @@ def parse_parameters(plugin: type, pairs: typing.Iterable[str]) -> dict[str, typ
 
     Examples
     --------
-    >>> from onnxplain.hdm import HdmPerturbation
-    >>> parse_parameters(HdmPerturbation, ["offset=5", "fill=mean", "normalize=no"])
+    >>> from onnxplain.perturbation.hdm import Hdm
+    >>> parse_parameters(Hdm, ["offset=5", "fill=mean", "normalize=no"])
     {'offset': 5, 'fill': 'mean', 'normalize': False}
     """
     accepted = accepted_parameters(plugin)
-    try:
-        hints = typing.get_type_hints(plugin.__init__)
-    except Exception:  # annotations that cannot be evaluated: values stay text
-        hints = {}
+    hints = _hints(plugin)
     label = getattr(plugin, "name", "") or plugin.__name__
     values = {}
     for pair in pairs:

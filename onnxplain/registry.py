@@ -1,9 +1,9 @@
-"""Plugins found through Python entry points: perturbations, scores, exporters and metrics.
+"""Plugins found through Python entry points: methods, aggregators, scores, metrics and exporters.
 
 A package adds a plugin with one line in its own ``pyproject.toml``::
 
-    [project.entry-points."onnxplain.perturbations"]
-    blur = "my_package.blur:BlurPerturbation"
+    [project.entry-points."onnxplain.methods"]
+    blur = "my_package.blur:BlurOcclusion"
 
 onnxplain registers its built-ins the same way. Entry points are read lazily, once per kind (until
 `Registry.refresh`), and a plugin is imported only when it is used or listed. A plugin that fails to
@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import inspect
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from onnxplain.errors import PluginError
+from onnxplain.parameters import accepted_parameters
 
 GROUPS = {
-    "perturbation": "onnxplain.perturbations",
+    "method": "onnxplain.methods",
+    "aggregator": "onnxplain.aggregators",
     "score": "onnxplain.scores",
-    "exporter": "onnxplain.exporters",
     "metric": "onnxplain.metrics",
+    "exporter": "onnxplain.exporters",
 }
 _OWN_DISTRIBUTION = "onnxplain"
 # The interface each kind must implement, imported only when a plugin is created.
 _INTERFACES = {
-    "perturbation": ("onnxplain.perturbation", "Perturbation"),
+    "method": ("onnxplain.method", "Method"),
+    "aggregator": ("onnxplain.perturbation.aggregate", "Aggregator"),
     "score": ("onnxplain.scores", "Score"),
     "exporter": ("onnxplain.exporter", "Exporter"),
     "metric": ("onnxplain.evaluation.metric", "Metric"),
@@ -46,7 +48,7 @@ class PluginInfo:
 
     Attributes
     ----------
-    kind : {'perturbation', 'score', 'exporter', 'metric'}
+    kind : {'method', 'aggregator', 'score', 'metric', 'exporter'}
     name : str
         The name users pass (``--method hdm``).
     target : str
@@ -94,7 +96,7 @@ class Registry:
         return tuple(sorted(self._discover(kind)))
 
     def get(self, kind: str, name: str) -> Any:
-        """Import and return the plugin `name` of `kind` (a class, for perturbations and scores).
+        """Import and return the plugin `name` of `kind` (a class).
 
         Raises
         ------
@@ -201,9 +203,16 @@ def plugin_parameters(plugin: object, cls: type | None = None) -> dict[str, Any]
     the plain record that explanations save, with no hand-written ``get_config``. `cls` names the
     class whose constructor to read, when not the plugin's own.
     """
-    signature = inspect.signature((cls or type(plugin)).__init__)
-    names = [p.name for p in signature.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return {name: getattr(plugin, name) for name in names if name != "self" and hasattr(plugin, name)}
+    names = accepted_parameters(cls or type(plugin))
+    return {name: _plain(getattr(plugin, name)) for name in names if hasattr(plugin, name)}
+
+
+def _plain(value: Any) -> Any:
+    """A parameter as a record stores it: plugins by name, everything else as it is."""
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and hasattr(value, "parameters") and not isinstance(value, type):
+        return {"name": name, "parameters": value.parameters()}
+    return value
 
 
 plugins = Registry()

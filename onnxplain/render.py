@@ -1,14 +1,87 @@
-"""Pictures of saliency maps: heatmap, heatmap over the image, isolines over the image, grids."""
+"""Pictures of saliency maps: heatmap, heatmap over the image, isolines over the image, grids.
+
+Pictures are made from an `Attribution`'s saved data alone, so a reloaded attribution draws the
+same pictures as a fresh one.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from onnxplain.errors import OnnxplainError
+
+if TYPE_CHECKING:
+    from onnxplain.attribution import Attribution
+
+CIRCLE_KINDS = ("raw", "better", "worse")
+
+
+def pictures(attribution: Attribution, *, color_map: str = "jet") -> dict[str, Image.Image]:
+    """Every picture of a 2-D attribution, by file name (without ``.png``).
+
+    ``heatmap``, ``overlay`` and ``isolines`` always; ``circles_raw``, ``circles_better`` and
+    ``circles_worse`` when the attribution holds circles (HDM); ``rise_max`` when it holds RISE's
+    per-pixel maximum. Maps with other than two spatial axes get none.
+    """
+    saliency, image = attribution.map, attribution.image
+    if saliency.ndim != 2:
+        return {}
+    made = {
+        "heatmap": heatmap(saliency, color_map=color_map),
+        "overlay": overlay(image, saliency, color_map=color_map),
+        "isolines": isolines(image, saliency, color_map=color_map),
+    }
+    if "circles" in attribution.arrays:
+        for kind in CIRCLE_KINDS:
+            values = circle_values(attribution.values, attribution.baseline_value, kind)
+            made[f"circles_{kind}"] = circle_map(values, attribution.arrays["circles"], saliency.shape,
+                                                 color_map="Reds")
+    if "rise_max" in attribution.arrays:
+        made["rise_max"] = overlay(image, attribution.arrays["rise_max"], color_map=color_map)
+    return made
+
+
+def circle_values(values: np.ndarray, baseline: float, kind: str) -> np.ndarray:
+    """Per-circle values: ``'raw'`` distances, or how much ``'better'`` (closer) or ``'worse'`` (further)
+    than the unperturbed `baseline` each circle left the output, 0 otherwise."""
+    if kind == "raw":
+        return np.array(values, dtype=np.float64)
+    if kind == "better":
+        return np.maximum(baseline - values, 0.0)
+    if kind == "worse":
+        return np.maximum(values - baseline, 0.0)
+    raise OnnxplainError(f"circle values are one of {', '.join(CIRCLE_KINDS)}, not {kind!r}")
+
+
+def circle_map(values: np.ndarray, circles: np.ndarray, shape: tuple[int, int], *,
+               color_map: str = "Reds") -> Image.Image:
+    """Draw every circle in the colour of its value, strongest on top (the 2019 HDM picture).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n,)
+        One value per circle, scaled from their minimum to their maximum.
+    circles : ndarray, shape (n, 3)
+        Row, column and radius of every circle.
+    shape : tuple of int
+        Height and width of the picture.
+    color_map : str
+        A matplotlib colormap name.
+    """
+    colors = colorize(normalize(values), color_map)[:, :3]
+    picture = Image.new("RGB", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(picture)
+    for i in np.argsort(values, kind="stable"):
+        row, column, radius = circles[i]
+        draw.ellipse((column - radius, row - radius, column + radius, row + radius),
+                     fill=tuple(int(c) for c in colors[i]))
+    return picture
 
 
 def normalize(values: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import onnx
 from onnxplain.errors import OnnxplainError, first_line
 
 LAYOUTS = ("NCHW", "NHWC", "NHW")
-_DTYPES = {
+_DTYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
     "tensor(float16)": np.dtype(np.float16),
     "tensor(double)": np.dtype(np.float64),
@@ -94,18 +94,21 @@ def read_input_spec(inputs: Sequence, layout: str | None, channels: int | None) 
             "(N, C, H, W), (N, H, W, C) or (N, H, W)"
         )
     if (layout == "NHW") != (len(shape) == 3):
-        raise OnnxplainError(f"--layout {layout} does not fit input '{node.name}' of shape {node.shape}")
+        raise OnnxplainError(f"layout {layout} does not fit input '{node.name}' of shape {node.shape}",
+                             parameters=("layout",))
     channel_axis = {"NCHW": 1, "NHWC": 3, "NHW": None}[layout]
     spatial = {"NCHW": (2, 3), "NHWC": (1, 2), "NHW": (1, 2)}[layout]
     declared = 1 if channel_axis is None else shape[channel_axis]
     if declared is None:
         if channels is None:
             raise OnnxplainError(
-                f"input '{node.name}' of shape {node.shape} leaves the channel count open; pass --channels"
+                f"input '{node.name}' of shape {node.shape} leaves the channel count open; give the channel count",
+                parameters=("channels",),
             )
         declared = channels
     elif channels is not None and channels != declared:
-        raise OnnxplainError(f"--channels {channels} does not fit input '{node.name}', which takes {declared}")
+        raise OnnxplainError(f"{channels} channels do not fit input '{node.name}', which takes {declared}",
+                             parameters=("channels",))
     return InputSpec(
         name=node.name,
         layout=layout,
@@ -127,7 +130,8 @@ def guess_layout(shape: list[int | None]) -> str:
     if last_is_channels and not first_is_channels:
         return "NHWC"
     raise OnnxplainError(
-        f"cannot tell whether the input of shape {shape} is NCHW or NHWC; pass --layout NCHW or --layout NHWC"
+        f"cannot tell whether the input of shape {shape} is NCHW or NHWC; give the layout",
+        parameters=("layout",),
     )
 
 

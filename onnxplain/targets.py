@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,10 @@ class Target:
     - ``box``: a rectangle ``(x0, y0, x1, y1)``, x1 and y1 excluded;
     - ``pixels``: a list of ``(x, y)`` pixels.
 
+    A target also names the class (the output channel) and the model output it is about, so one
+    loaded model explains every class: ``Target.box(0, 0, 8, 8).of_class(3)``. When they are
+    omitted, the model's own defaults apply (class 0 of the first output).
+
     Use the constructors `whole_class`, `from_mask`, `box`, `pixels`, or `parse` for the
     command-line form.
     """
@@ -29,18 +34,26 @@ class Target:
     mask: np.ndarray | None = field(default=None, repr=False)
     box_corners: tuple[int, int, int, int] | None = None
     pixel_list: tuple[tuple[int, int], ...] | None = None
+    class_index: int | None = None
+    output: int | str | None = None
+
+    def of_class(self, class_index: int | None, output: int | str | None = None) -> Target:
+        """The same region, for class `class_index` of model output `output` (None: the model's default)."""
+        if class_index is not None and class_index < 0:
+            raise OnnxplainError(f"a class index is non-negative, got {class_index}", parameters=("class_index",))
+        return dataclasses.replace(self, class_index=class_index, output=output)
 
     @classmethod
-    def whole_class(cls) -> Target:
+    def whole_class(cls, class_index: int | None = None) -> Target:
         """Explain every pixel of the class."""
-        return cls("class")
+        return cls("class", class_index=class_index)
 
     @classmethod
     def from_mask(cls, mask: np.ndarray) -> Target:
         """Explain the pixels where the boolean `mask` is true."""
         mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise OnnxplainError(f"a region-of-interest mask must be 2-D, got shape {mask.shape}")
+        if mask.ndim < 2:
+            raise OnnxplainError(f"a region-of-interest mask has one axis per spatial axis, got shape {mask.shape}")
         return cls("mask", mask=mask.astype(bool))
 
     @classmethod
@@ -53,10 +66,10 @@ class Target:
     @classmethod
     def pixels(cls, points: list[tuple[int, int]]) -> Target:
         """Explain the listed ``(x, y)`` pixels."""
-        points = tuple((int(x), int(y)) for x, y in points)
-        if not points:
+        chosen = tuple((int(x), int(y)) for x, y in points)
+        if not chosen:
             raise OnnxplainError("a pixel target needs at least one (x, y) pixel")
-        return cls("pixels", pixel_list=points)
+        return cls("pixels", pixel_list=chosen)
 
     @classmethod
     def parse(cls, spec: str) -> Target:
@@ -102,26 +115,30 @@ class Target:
             f"cannot read target {spec!r}; use class, mask:PATH, box:X0,Y0,X1,Y1 or pixels:X,Y;X,Y"
         )
 
-    def region(self, shape: tuple[int, int]) -> np.ndarray | None:
+    def region(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """The region of interest as a boolean mask of the output `shape`, None for a whole class."""
         if self.kind == "class":
             return None
-        height, width = shape
-        if self.kind == "mask":
+        if self.mask is not None:
             if self.mask.shape != tuple(shape):
                 raise OnnxplainError(
-                    f"the region-of-interest mask is {self.mask.shape[1]}x{self.mask.shape[0]} but the model output "
-                    f"is {width}x{height} (width x height); give a mask of the output's size"
+                    f"the region-of-interest mask is shaped {self.mask.shape} but the model output is shaped "
+                    f"{tuple(shape)}; give a mask of the output's size",
+                    parameters=("target",),
                 )
             return self.mask
+        if len(shape) != 2:
+            raise OnnxplainError(f"{self.kind} targets are 2-D; give a mask target for an output shaped {shape}",
+                                 parameters=("target",))
+        height, width = shape
         region = np.zeros(shape, dtype=bool)
-        if self.kind == "box":
+        if self.box_corners is not None:
             x0, y0, x1, y1 = self.box_corners
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                 raise OnnxplainError(f"box {self.box_corners} reaches outside the {width}x{height} output")
             region[y0:y1, x0:x1] = True
             return region
-        for x, y in self.pixel_list:
+        for x, y in self.pixel_list or ():
             if not (0 <= x < width and 0 <= y < height):
                 raise OnnxplainError(f"pixel ({x}, {y}) is outside the {width}x{height} output")
             region[y, x] = True
@@ -129,13 +146,14 @@ class Target:
 
     def describe(self) -> dict:
         """The target as plain data for records."""
-        if self.kind == "box":
-            return {"kind": "box", "box": list(self.box_corners)}
-        if self.kind == "pixels":
-            return {"kind": "pixels", "pixels": [list(p) for p in self.pixel_list]}
-        if self.kind == "mask":
-            return {"kind": "mask", "pixels_in_region": int(self.mask.sum())}
-        return {"kind": "class"}
+        described: dict = {"kind": self.kind, "class": self.class_index, "output": self.output}
+        if self.box_corners is not None:
+            described["box"] = list(self.box_corners)
+        if self.pixel_list is not None:
+            described["pixels"] = [list(p) for p in self.pixel_list]
+        if self.mask is not None:
+            described["pixels_in_region"] = int(self.mask.sum())
+        return described
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,7 @@ class Reference:
     source: str = "prediction"
 
     @property
-    def shape(self) -> tuple[int, int]:
+    def shape(self) -> tuple[int, ...]:
         return self.mask.shape
 
     @property
@@ -200,8 +218,9 @@ def make_reference(
             segment = segment[:, :, 0]
         if segment.shape != shape:
             raise OnnxplainError(
-                f"the segment is shaped {segment.shape} but the model output is {shape} (height, width); "
-                "give a segment of the output's size"
+                f"the segment is shaped {segment.shape} but the model output is {shape}; "
+                "give a segment of the output's size",
+                parameters=("segment",),
             )
         mask, source = segment.astype(bool), "segment"
     else:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from onnxplain import cli
-from onnxplain.hdm import HdmPerturbation
+from onnxplain.perturbation.hdm import Hdm
 from onnxplain.registry import GROUPS, Registry, plugins
 
 
@@ -36,7 +36,7 @@ def test_explain_writes_maps_and_record(runner, brightness, square_png, tmp_path
     out = tmp_path / "out"
     result = run(runner, "explain", brightness(), square_png, "--out", out, "-p", "offset=4", "-p", "circle_size=5")
     assert result.exit_code == 0, result.output
-    assert "hdm with hausdorff: 64 masks" in result.output
+    assert "hdm with hausdorff: 64 images" in result.output
     record = json.loads((out / "explanation.json").read_text())
     assert record["method"]["parameters"]["offset"] == 4 and record["image_file"] == str(square_png)
     saliency = np.load(out / "saliency.npy")
@@ -48,7 +48,8 @@ def test_explain_rise_with_a_box_target_and_per_pixel_max(runner, brightness, sq
     result = run(runner, "explain", brightness(), square_png, "--method", "rise", "-p", "n_masks=40",
                  "--target", "box:10,8,20,16", "--per-pixel-max", "--out", out, "--seed", "3")
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "explanation.json").read_text())["target"] == {"kind": "box", "box": [10, 8, 20, 16]}
+    assert json.loads((out / "explanation.json").read_text())["target"] == {"kind": "box", "box": [10, 8, 20, 16],
+                                                                           "class": 0, "output": "0"}
     assert np.load(out / "rise_max.npy").shape == (32, 32)
 
 
@@ -64,7 +65,7 @@ def test_plugins_lists_name_kind_package_version_status(runner):
     assert result.exit_code == 0
     header, *rows = result.output.splitlines()
     assert header.split() == ["KIND", "NAME", "PACKAGE", "VERSION", "STATUS"]
-    assert any(row.split()[:3] == ["perturbation", "hdm", "onnxplain"] and row.split()[-1] == "ok" for row in rows)
+    assert any(row.split()[:3] == ["method", "hdm", "onnxplain"] and row.split()[-1] == "ok" for row in rows)
 
 
 def test_testnet_generate(runner, tmp_path):
@@ -118,8 +119,8 @@ def test_nan_outputs(runner, brightness, square_png):
 
 
 def test_unknown_method(runner, brightness, square_png):
-    assert_one_line_error(run(runner, "explain", brightness(), square_png, "--method", "lime"),
-                          "unknown perturbation 'lime'; installed:", "hdm")
+    assert_one_line_error(run(runner, "explain", brightness(), square_png, "--method", "nosuch"),
+                          "unknown method 'nosuch'; installed: ablation,", "hdm, kernel-shap, lime, occlusion, rise")
 
 
 def test_unknown_parameter_lists_the_valid_ones(runner, brightness, square_png):
@@ -137,16 +138,16 @@ def test_bad_target(runner, brightness, square_png):
                           "cannot read target 'circle:3'")
 
 
-class Exploding(HdmPerturbation):
+class Exploding(Hdm):
     name = "exploding"
 
-    def apply_mask(self, image, masks):
+    def apply(self, image, masks, fill):
         raise ZeroDivisionError("plugin bug")
 
 
 @pytest.fixture
 def exploding_plugin(monkeypatch):
-    entries = [EntryPoint("exploding", "test_cli:Exploding", GROUPS["perturbation"])]
+    entries = [EntryPoint("exploding", "test_cli:Exploding", GROUPS["method"])]
     installed = plugins._entry_points
 
     def entry_points(group):
@@ -154,7 +155,8 @@ def exploding_plugin(monkeypatch):
 
     registry = Registry(entry_points)
     monkeypatch.setattr(cli, "plugins", registry)
-    monkeypatch.setattr("onnxplain.engine.plugins", registry)
+    monkeypatch.setattr("onnxplain.api.plugins", registry)
+    monkeypatch.setattr("onnxplain.perturbation.engine.plugins", registry)
 
 
 def test_a_plugin_that_raises_is_named_and_debug_shows_the_traceback(runner, brightness, square_png, tmp_path,
@@ -162,7 +164,7 @@ def test_a_plugin_that_raises_is_named_and_debug_shows_the_traceback(runner, bri
     out = tmp_path / "out"
     result = run(runner, "explain", brightness(), square_png, "--method", "exploding", "-p", "offset=8",
                  "--out", out)
-    assert_one_line_error(result, "Exploding.apply_mask ('exploding') failed: ZeroDivisionError: plugin bug")
+    assert_one_line_error(result, "Exploding.apply ('exploding') failed: ZeroDivisionError: plugin bug")
     assert not out.exists()  # no half-written output
     debug = run(runner, "--debug", "explain", brightness(), square_png, "--method", "exploding", "-p", "offset=8")
     assert debug.exit_code == 1 and isinstance(debug.exception, Exception)

@@ -7,9 +7,9 @@ import pytest
 
 from onnxplain import explain
 from onnxplain.errors import OnnxplainError, PluginError
-from onnxplain.hdm import HdmPerturbation, HDMResult
 from onnxplain.model import OnnxModel
-from onnxplain.rise import RisePerturbation, per_pixel_maps_max
+from onnxplain.perturbation.hdm import Hdm
+from onnxplain.perturbation.rise import Rise, per_pixel_maps_max
 from onnxplain.scores import ClassScore
 from onnxplain.targets import Target
 
@@ -36,14 +36,14 @@ def quadrant_masks(margin):
 
 
 def test_hdm_lights_only_the_deciding_quadrant(quadrant_model, lit_image):
-    result = explain(quadrant_model, lit_image, method=HdmPerturbation(circle_size=9, offset=2), score="class-score")
+    result = explain(quadrant_model, lit_image, method=Hdm(circle_size=9, offset=2, score="class-score"))
     inside, far = quadrant_masks(margin=9)  # no circle covering these pixels reaches the quadrant
     assert result.saliency[inside].mean() > 0
     np.testing.assert_allclose(result.saliency[far], 0.0, atol=1e-7)
 
 
 def test_rise_lights_the_deciding_quadrant(quadrant_model, lit_image):
-    result = explain(quadrant_model, lit_image, method=RisePerturbation(n_masks=1000, grid_size=4), seed=1)
+    result = explain(quadrant_model, lit_image, method=Rise(n_masks=1000, grid_size=4, seed=1))
     inside, far = quadrant_masks(margin=12)  # beyond the 8 px cells that tie a pixel to its neighbours
     assert result.saliency[inside].mean() > 5 * abs(result.saliency[far].mean())
     assert result.saliency[inside].mean() > 0
@@ -51,27 +51,26 @@ def test_rise_lights_the_deciding_quadrant(quadrant_model, lit_image):
 
 def test_hdm_with_hausdorff_finds_the_segmented_square(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu")
-    result = explain(model, bright_square, method=HdmPerturbation(circle_size=5, offset=2))
+    result = explain(model, bright_square, method=Hdm(circle_size=5, offset=2))
     on_square = np.zeros((32, 32), bool)
     on_square[8:16, 10:20] = True
     assert result.baseline_distance == 0.0
     assert result.saliency[on_square].min() > 0
     assert result.saliency[24:, :].max() == 0  # circles there never touch the square
-    grid = HDMResult(result).distances()
+    grid = result.distances.reshape(16, 16)
     assert grid.shape == (16, 16) and grid.max() > 0
 
 
 def test_same_seed_same_map_other_seed_other_masks(quadrant_model, lit_image):
-    rise = RisePerturbation(n_masks=50, grid_size=4)
-    a = explain(quadrant_model, lit_image, method=rise, seed=3).saliency
-    b = explain(quadrant_model, lit_image, method=rise, seed=3).saliency
-    c = explain(quadrant_model, lit_image, method=rise, seed=4).saliency
+    a = explain(quadrant_model, lit_image, method=Rise(n_masks=50, grid_size=4, seed=3)).saliency
+    b = explain(quadrant_model, lit_image, method="rise", n_masks=50, grid_size=4, seed=3).saliency
+    c = explain(quadrant_model, lit_image, method=Rise(n_masks=50, grid_size=4, seed=4)).saliency
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_batch_size_does_not_change_the_map(quadrant_model, lit_image):
-    rise = RisePerturbation(n_masks=40, grid_size=4)
+    rise = Rise(n_masks=40, grid_size=4)
     a = explain(quadrant_model, lit_image, method=rise, batch_size=7).saliency
     b = explain(quadrant_model, lit_image, method=rise, batch_size=40).saliency
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -79,33 +78,35 @@ def test_batch_size_does_not_change_the_map(quadrant_model, lit_image):
 
 def test_progress_counts_every_forward_pass(quadrant_model, lit_image):
     done = []
-    explain(quadrant_model, lit_image, method=HdmPerturbation(offset=5), batch_size=10, progress=done.append)
-    assert sum(done) == HdmPerturbation(offset=5).count((32, 32)) and max(done) == 10
+    explain(quadrant_model, lit_image, method=Hdm(offset=5), batch_size=10, progress=done.append)
+    assert sum(done) == Hdm(offset=5).count(np.zeros((32, 32, 1), np.float32)) and max(done) == 10
 
 
 def test_per_pixel_maps(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu")
-    rise = RisePerturbation(n_masks=60, grid_size=4)
     target = Target.box(10, 8, 14, 12)
-    result = explain(model, bright_square, method=rise, target=target, keep_pixel_scores=True)
-    assert result.pixel_scores.shape == (60, 16)
-    # Brute force: every region pixel's own centred map, then their mean and maximum.
-    masks = rise.make_masks((32, 32), 0, 60).reshape(60, -1)
-    scores = result.pixel_scores
-    maps = ((scores - scores.mean(0)).T @ masks) / masks.sum(0)
+    result = explain(model, bright_square, method=Rise(n_masks=60, grid_size=4, per_pixel_max=True), target=target)
+    # Brute force: every region pixel's own centred map, from one forward pass per mask, then their mean and maximum.
+    source = Rise(n_masks=60, grid_size=4).mask_source(bright_square)
+    masks = source.batch(0, 60).masks
+    region = np.flatnonzero(target.region((32, 32)))
+    scores = np.concatenate([model.predict(bright_square[None] * m[None, ..., None]).probability_at(region)
+                             for m in masks])
+    flat = masks.reshape(60, -1)
+    maps = ((scores - scores.mean(0)).T @ flat) / flat.sum(0)
     np.testing.assert_allclose(maps.mean(0).reshape(32, 32), result.saliency, atol=1e-5)
-    np.testing.assert_allclose(maps.max(0).reshape(32, 32), per_pixel_maps_max(result), atol=1e-5)
-    np.testing.assert_allclose(maps.max(0).reshape(32, 32), per_pixel_maps_max(result, memory_bytes=4 * 1024 * 5),
-                               atol=1e-5)  # in blocks of 5 region pixels
+    np.testing.assert_allclose(maps.max(0).reshape(32, 32), result.arrays["rise_max"], atol=1e-5)
+    small_blocks = per_pixel_maps_max(scores.astype(np.float32), source, memory_bytes=8 * 1024 * 5)
+    np.testing.assert_allclose(maps.max(0).reshape(32, 32), small_blocks, atol=1e-5)  # blocks of 5 region pixels
 
 
 def test_save_writes_whole_files_and_a_record(brightness, bright_square, tmp_path):
     model = OnnxModel(brightness(), device="cpu")
-    result = explain(model, bright_square, method=HdmPerturbation(offset=8), seed=2)
+    result = explain(model, bright_square, method="hdm", offset=8, seed=2)
     written = result.save(tmp_path / "out", extra={"image_file": "square.png"})
     names = {p.name for p in written}
-    assert {"saliency.npy", "distances.npy", "heatmap.png", "overlay.png", "isolines.png", "explanation.json",
-            "circles_raw.png", "circles_better.png", "circles_worse.png"} == names
+    assert {"saliency.npy", "distances.npy", "image.npy", "segment.npy", "circles.npy", "heatmap.png", "overlay.png",
+            "isolines.png", "explanation.json", "circles_raw.png", "circles_better.png", "circles_worse.png"} == names
     record = json.loads((tmp_path / "out" / "explanation.json").read_text())
     assert record["seed"] == 2 and record["method"]["parameters"]["offset"] == 8
     assert record["model"]["sha256"] == model.sha256 and record["image_file"] == "square.png"
@@ -132,21 +133,21 @@ def test_target_outside_the_output(brightness, bright_square):
 
 
 def test_unknown_method_lists_the_installed(brightness, bright_square):
-    with pytest.raises(PluginError, match="unknown perturbation 'lime'; installed: .*hdm.*rise"):
-        explain(OnnxModel(brightness(), device="cpu"), bright_square, method="lime")
+    with pytest.raises(PluginError, match="unknown method 'nosuch'; installed: .*hdm.*rise"):
+        explain(OnnxModel(brightness(), device="cpu"), bright_square, method="nosuch")
 
 
-class Exploding(HdmPerturbation):
+class Exploding(Hdm):
     name = "exploding"
 
-    def apply_mask(self, image, masks):
+    def apply(self, image, masks, fill):
         raise ZeroDivisionError("oops")
 
 
-class WrongShape(HdmPerturbation):
+class WrongShape(Hdm):
     name = "wrong-shape"
 
-    def apply_mask(self, image, masks):
+    def apply(self, image, masks, fill):
         return image[None]
 
 
@@ -159,9 +160,9 @@ class NanScore(ClassScore):
 
 def test_a_plugin_that_raises_is_named(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu")
-    with pytest.raises(PluginError, match=r"Exploding.apply_mask \('exploding'\) failed: ZeroDivisionError: oops"):
+    with pytest.raises(PluginError, match=r"Exploding.apply \('exploding'\) failed: ZeroDivisionError: oops"):
         explain(model, bright_square, method=Exploding(offset=8))
-    with pytest.raises(PluginError, match="'wrong-shape'.apply_mask returned shape"):
+    with pytest.raises(PluginError, match="'wrong-shape'.apply returned shape"):
         explain(model, bright_square, method=WrongShape(offset=8))
     with pytest.raises(PluginError, match="score 'nan-score' returned .* one finite distance per output"):
-        explain(model, bright_square, method=HdmPerturbation(offset=8), score=NanScore())
+        explain(model, bright_square, method=Hdm(offset=8, score=NanScore()))

@@ -11,8 +11,8 @@ from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.evaluation import EvaluationContext, Item, evaluate
 from onnxplain.evaluation.faithfulness import Deletion, Infidelity, Insertion, MaxSensitivity
 from onnxplain.evaluation.localisation import PointingGame, RelevanceMass
-from onnxplain.hdm import HdmPerturbation
 from onnxplain.model import OnnxModel
+from onnxplain.perturbation.hdm import Hdm
 from onnxplain.registry import plugins
 from onnxplain.targets import make_reference
 
@@ -130,8 +130,8 @@ def test_runner_tabulates_every_method_and_metric(quadrant, tmp_path):
     image = np.full((32, 32, 1), 0.3, np.float32)
     image[:16, :16] = 0.35
     table = evaluate(model, [Item("lit", image, masks={"quadrant": QUADRANT})],
-                     methods=[HdmPerturbation(circle_size=9, offset=4)],
-                     metrics=[Deletion(steps=8), RelevanceMass()], score="class-score")
+                     methods=[Hdm(circle_size=9, offset=4, score="class-score")],
+                     metrics=[Deletion(steps=8), RelevanceMass()])
     (row,) = table.rows
     assert row["method"] == "hdm" and row["deletion_auc"] < row["deletion_random_auc"]
     assert row["relevance_density[quadrant]"] > 2

@@ -103,8 +103,8 @@ def test_normalisation_and_bgr(brightness):
 
 def test_io_binding_path_gives_the_same_outputs(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu")
-    tensor = model._to_tensor(bright_square[None])
-    np.testing.assert_array_equal(model._run_bound(tensor), model._run(tensor))
+    tensor = model.to_tensor(bright_square[None])
+    np.testing.assert_array_equal(model._run_bound(tensor, model.output_name), model.run_tensor(tensor))
 
 
 def test_raw_runner_returns_every_output(brightness, bright_square):
@@ -171,8 +171,9 @@ def test_unknown_output(brightness):
 
 
 def test_ambiguous_layout_needs_an_option(brightness):
-    with pytest.raises(OnnxplainError, match="pass --layout"):
+    with pytest.raises(OnnxplainError, match="give the layout") as caught:
         OnnxModel(brightness(layout="NCHW", channels="C"), device="cpu")
+    assert caught.value.parameters == ("layout",)  # the command line adds its --layout flag
 
 
 def test_forced_cuda_without_cuda_says_how_to_fix(brightness):
@@ -182,7 +183,7 @@ def test_forced_cuda_without_cuda_says_how_to_fix(brightness):
     try:
         model = OnnxModel(model_path, device="cuda")
     except OnnxplainError as error:
-        assert "--device cpu" in str(error)
+        assert "use the CPU" in str(error) and error.parameters == ("device",)
     else:  # a machine where CUDA works
         assert model.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
@@ -210,5 +211,5 @@ def test_uint8_inputs_take_raw_pixels(tmp_path):
 
 def test_outputs_read_as_probabilities_must_be_probabilities(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu", activation="none")
-    with pytest.raises(OnnxplainError, match="not probabilities; use --activation sigmoid or softmax"):
+    with pytest.raises(OnnxplainError, match="not probabilities; use the sigmoid or softmax activation"):
         model.predict(bright_square[None])

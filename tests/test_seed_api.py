@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxplain import data, hdm
+from onnxplain import data
+from onnxplain.compat import hdm
+from onnxplain.compat.rise import SegmentationRISE
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import OnnxModel
-from onnxplain.rise import SegmentationRISE
 from onnxplain.scores import hausdorff_distance
 
 
@@ -33,7 +34,7 @@ def test_hdm_distances_are_hausdorff_of_each_masked_output(brightness, bright_sq
     explainer = hdm.HausdorffDistanceMasks(32, 32)
     explainer.generate_masks(circle_size=7, offset=8)
     result = explainer.explain(model, bright_square, segment)
-    masks = explainer.make_masks((32, 32), 0, 16)
+    masks = explainer.make_masks(0, 16)
     for i, mask in enumerate(masks):  # one at a time, the way 2019 did it
         output = model.predict((bright_square * mask[..., None])[None]).mask[0]
         assert result.distances().ravel()[i] == pytest.approx(hausdorff_distance(output, segment))

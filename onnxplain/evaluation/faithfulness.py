@@ -8,7 +8,7 @@ from scipy.integrate import trapezoid
 
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult, check_curve_score
-from onnxplain.perturbation import FILLS, fill_image
+from onnxplain.perturbation.fill import FILLS, fill_image
 
 
 class _PixelOrderCurve(Metric):
@@ -65,9 +65,9 @@ class _PixelOrderCurve(Metric):
     def _curve(self, context: EvaluationContext, order: np.ndarray, fractions: np.ndarray) -> np.ndarray:
         image = context.image
         substrate = np.broadcast_to(fill_image(image, self.substrate, blur_sigma=self.blur_sigma), image.shape)
-        rank = np.empty(order.size, np.intp)
-        rank[order] = np.arange(order.size)
-        rank = rank.reshape(image.shape[:2])
+        flat_rank = np.empty(order.size, np.intp)
+        flat_rank[order] = np.arange(order.size)
+        rank = flat_rank.reshape(image.shape[:2])
         counts = np.round(fractions * order.size).astype(np.intp)
         values = []
         for start in range(0, len(counts), context.batch_size):
@@ -128,13 +128,13 @@ class Infidelity(Metric):
         rng = np.random.default_rng([context.seed, 2])
         image = context.image
         original = context.similarity(image[None])[0]
-        predicted, actual = [], []
+        predicted_parts, actual_parts = [], []
         for start in range(0, self.n_samples, context.batch_size):
             count = min(context.batch_size, self.n_samples - start)
             noise = rng.normal(0.0, self.noise_std, (count, *image.shape)).astype(np.float32)
-            actual.append(original - context.similarity(image - noise))
-            predicted.append(np.einsum("nhwc,hw->n", noise, saliency))
-        predicted, actual = np.concatenate(predicted), np.concatenate(actual)
+            actual_parts.append(original - context.similarity(image - noise))
+            predicted_parts.append(np.einsum("nhwc,hw->n", noise, saliency))
+        predicted, actual = np.concatenate(predicted_parts), np.concatenate(actual_parts)
         energy = float(predicted @ predicted)
         beta = float(predicted @ actual) / energy if energy > 0 else 0.0
         return MetricResult(values={"infidelity": float(np.mean((beta * predicted - actual) ** 2))})

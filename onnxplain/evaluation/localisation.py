@@ -13,7 +13,8 @@ from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult
 def _masks(context: EvaluationContext, metric: str) -> dict[str, np.ndarray]:
     if not context.masks:
         raise OnnxplainError(
-            f"{metric} needs a region to check against: give --mask NAME=PNG, or a dataset with shapes/ folders"
+            f"{metric} needs a region to check against: give named masks, or a dataset with shapes/ folders",
+            parameters=("masks",),
         )
     masks = {}
     for name, mask in context.masks.items():

@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from onnxplain.attribution import Attribution
 from onnxplain.errors import OnnxplainError
-from onnxplain.model import OnnxModel
 from onnxplain.registry import plugin_parameters
-from onnxplain.result import Explanation
 from onnxplain.scores import ClassScore, DiceScore
-from onnxplain.targets import Reference
+from onnxplain.segmenter import Segmenter
+from onnxplain.targets import Reference, Target
 
 CURVE_SCORES = ("class-score", "dice")
 
@@ -25,12 +25,14 @@ class EvaluationContext:
 
     Attributes
     ----------
-    model : OnnxModel
+    model : Segmenter
         The model that was explained.
     image : ndarray of float32, shape (H, W, C)
         The explained image.
     reference : Reference
         The explanation's reference and region of interest.
+    target : Target
+        What was explained, with its class and output.
     explain : callable, optional
         ``explain(image) -> saliency``: the same explanation method and settings on another image
         (metrics that test stability need it).
@@ -42,31 +44,37 @@ class EvaluationContext:
         Images per forward pass.
     """
 
-    model: OnnxModel
+    model: Segmenter
     image: np.ndarray
     reference: Reference
+    target: Target = field(default_factory=Target.whole_class)
     explain: Callable[[np.ndarray], np.ndarray] | None = None
     masks: Mapping[str, np.ndarray] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
 
     @classmethod
-    def from_explanation(
+    def from_attribution(
         cls,
-        explanation: Explanation,
+        attribution: Attribution,
+        model: Segmenter,
         *,
+        target: Target | None = None,
         explain: Callable[[np.ndarray], np.ndarray] | None = None,
         masks: Mapping[str, np.ndarray] | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
     ) -> EvaluationContext:
-        """The context of an explanation made by `onnxplain.explain`."""
+        """The context of an attribution that `model` was explained by."""
         return cls(
-            model=explanation.model,
-            image=explanation.image,
-            reference=explanation.reference,
+            model=model,
+            image=attribution.image,
+            reference=Reference(mask=attribution.segment, roi=attribution.region),
+            target=target or Target.whole_class(),
             explain=explain,
             masks=dict(masks or {}),
-            seed=explanation.seed,
-            batch_size=explanation.batch_size,
+            seed=seed,
+            batch_size=batch_size or model.batch_size,
         )
 
     def similarity(self, images: np.ndarray, score: str = "class-score") -> np.ndarray:
@@ -78,7 +86,8 @@ class EvaluationContext:
         scorer = {"class-score": ClassScore, "dice": DiceScore}[score]()
         values = []
         for start in range(0, len(images), self.batch_size):
-            outputs = self.model.predict(images[start : start + self.batch_size])
+            outputs = self.model.predict(images[start : start + self.batch_size],
+                                         class_index=self.target.class_index, output=self.target.output)
             values.append(1.0 - scorer.calculate_distance(outputs, self.reference))
         return np.concatenate(values)
 

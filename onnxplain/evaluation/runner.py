@@ -16,12 +16,11 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from onnxplain import io
-from onnxplain.engine import explain
+from onnxplain.attribution import Attribution
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric
-from onnxplain.model import OnnxModel
-from onnxplain.perturbation import Perturbation
-from onnxplain.scores import Score
+from onnxplain.method import Method, make_baseline
+from onnxplain.segmenter import Segmenter
 from onnxplain.targets import Target
 
 
@@ -139,12 +138,11 @@ class EvaluationTable:
 
 
 def evaluate(
-    model: OnnxModel,
+    model: Segmenter,
     items: Iterable[Item],
     *,
-    methods: list[Perturbation],
+    methods: list[Method],
     metrics: list[Metric],
-    score: str | Score | None = None,
     target: Target | None = None,
     seed: int = 0,
     batch_size: int | None = None,
@@ -154,20 +152,18 @@ def evaluate(
 
     Parameters
     ----------
-    model : OnnxModel
+    model : Segmenter
         The model.
     items : iterable of Item
         The images, with optional segments and regions.
-    methods : list of Perturbation
-        Explanation methods.
+    methods : list of Method
+        Explanation methods, each with its own score and seed.
     metrics : list of Metric
         Metrics to apply to every map.
-    score : str or Score, optional
-        Score of the explanations; each method's default when omitted.
     target : Target, optional
         What to explain; the whole class when omitted.
     seed : int
-        Seed of the explanations and of the metrics.
+        Seed of the metrics' random choices.
     batch_size : int, optional
         Images per forward pass.
     progress : callable, optional
@@ -186,21 +182,23 @@ def evaluate(
         "model": model.describe(),
     })
     for item in items:
+        baseline = make_baseline(model, item.image, target, segment=item.segment)  # shared by every method
         for method in methods:
 
-            def run(image: np.ndarray, method: Perturbation = method, item: Item = item):
-                return explain(model, image, method=method, score=score, target=target, segment=item.segment,
-                               seed=seed, batch_size=batch_size)
+            def run(image: np.ndarray, method: Method = method, item: Item = item):
+                return method.attribute(model, image, target, segment=item.segment, batch_size=batch_size)
 
             started = time.perf_counter()
-            explanation = run(item.image)
-            row = {"image": item.name, "method": method.name, "score": explanation.score.name,
+            attribution = method.attribute(model, item.image, target, baseline=baseline, batch_size=batch_size)
+            row = {"image": item.name, "method": method.name,
+                   "score": attribution.record.get("score", {}).get("name", ""),
                    "explain_seconds": round(time.perf_counter() - started, 3)}
-            context = EvaluationContext.from_explanation(
-                explanation, explain=lambda image, run=run: run(image).saliency, masks=item.masks
+            context = EvaluationContext.from_attribution(
+                attribution, model, target=baseline.target, explain=_map_of(run), masks=item.masks, seed=seed,
+                batch_size=batch_size,
             )
             for metric in metrics:
-                result = metric.evaluate(context, explanation.saliency)
+                result = metric.evaluate(context, attribution.map)
                 row.update(result.values)
                 for curve, points in result.curves.items():
                     table.curves[(method.name, metric.name, curve)].append(points)
@@ -210,6 +208,11 @@ def evaluate(
     if not table.rows:
         raise OnnxplainError("there were no images to evaluate")
     return table
+
+
+def _map_of(run: Callable[[np.ndarray], Attribution]) -> Callable[[np.ndarray], np.ndarray]:
+    """The map alone of what `run` attributes."""
+    return lambda image: run(image).map
 
 
 def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator[Item]:

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import numpy as np
 
 from onnxplain.errors import OnnxplainError
-from onnxplain.perturbation import Perturbation
+from onnxplain.perturbation import MaskSource, PerturbationMethod
 
 
-class BlurPerturbation(Perturbation):
-    """A `window` px square every `stride` px whose pixels are replaced by a blurred copy of the image.
+class CenteredSquares(MaskSource):
+    """A `window` px square centred on each cell of a `stride` px grid, clipped at the image's edge."""
+
+    def __init__(self, spatial: tuple[int, ...], *, window: int, stride: int):
+        super().__init__(spatial)
+        self.window, self.stride = window, stride
+        self.columns = -(-self.spatial[1] // stride)
+
+    def __len__(self) -> int:
+        return -(-self.spatial[0] // self.stride) * self.columns
+
+    def _masks(self, start: int, stop: int) -> np.ndarray:
+        masks = np.ones((stop - start, *self.spatial), np.float32)
+        half = self.window // 2
+        for k, index in enumerate(range(start, stop)):
+            row, column = divmod(index, self.columns)
+            top = max(row * self.stride + self.stride // 2 - half, 0)
+            left = max(column * self.stride + self.stride // 2 - half, 0)
+            masks[k, top : top + self.window, left : left + self.window] = 0.0
+        return masks
+
+
+class BlurOcclusion(PerturbationMethod):
+    """Blur a `window` px square every `stride` px and see how far the output moves.
 
     Blurring removes the detail under the window without drawing the sharp black edges that a
     black occluder adds, which a network may react to by itself.
@@ -27,30 +49,17 @@ class BlurPerturbation(Perturbation):
     """
 
     name = "blur"
-    weighting = "occluded"
     default_score = "hausdorff"
+    default_aggregator = "occluded-mean"
 
-    def __init__(self, *, window: int = 24, stride: int = 8, blur_sigma: float = 6.0):
-        super().__init__(fill="blur", blur_sigma=blur_sigma)
+    def __init__(self, *, window: int = 24, stride: int = 8, blur_sigma: float = 6.0, **options: Any):
+        super().__init__(fill="blur", blur_sigma=blur_sigma, **options)
         if window < 1 or stride < 1:
             raise OnnxplainError(f"window and stride must be at least 1 pixel, got {window} and {stride}")
         self.window = window
         self.stride = stride
 
-    def _grid(self, shape: tuple[int, int]) -> tuple[int, int]:
-        return math.ceil(shape[0] / self.stride), math.ceil(shape[1] / self.stride)
-
-    def _count(self, shape: tuple[int, int]) -> int:
-        rows, columns = self._grid(shape)
-        return rows * columns
-
-    def _make_masks(self, shape: tuple[int, int], start: int, stop: int, seed: int) -> np.ndarray:
-        _, columns = self._grid(shape)
-        masks = np.ones((stop - start, *shape), np.float32)
-        half = self.window // 2
-        for k, index in enumerate(range(start, stop)):
-            row, column = divmod(index, columns)
-            top = max(row * self.stride + self.stride // 2 - half, 0)
-            left = max(column * self.stride + self.stride // 2 - half, 0)
-            masks[k, top : top + self.window, left : left + self.window] = 0.0
-        return masks
+    def mask_source(self, image: np.ndarray) -> CenteredSquares:
+        if image.ndim != 3:
+            raise OnnxplainError(f"blur occlusion is 2-D; the image is shaped {image.shape}")
+        return CenteredSquares(image.shape[:-1], window=self.window, stride=self.stride)

@@ -24,8 +24,8 @@ def test_the_plugins_are_listed_with_their_package():
     listing = onnxplain("plugins")
     assert listing.returncode == 0, listing.stderr
     rows = [line.split() for line in listing.stdout.splitlines()]
-    for kind, name in (("perturbation", "blur"), ("score", "iou"), ("score", "hd95")):
-        assert [kind, name, "onnxplain-extras", "0.1.0", "ok"] in rows
+    for kind, name in (("method", "blur"), ("score", "iou"), ("score", "hd95")):
+        assert [kind, name, "onnxplain-extras", "0.2.0", "ok"] in rows
 
 
 def test_explain_with_the_plugins_through_the_command(tmp_path):
@@ -36,7 +36,9 @@ def test_explain_with_the_plugins_through_the_command(tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "explanation.json").read_text())
     assert (record["method"]["name"], record["score"]["name"]) == ("blur", "iou")
-    assert record["method"]["parameters"] == {"window": 32, "stride": 16, "blur_sigma": 6.0}
+    parameters = record["method"]["parameters"]
+    chosen = (parameters["window"], parameters["stride"], parameters["blur_sigma"], parameters["fill"])
+    assert chosen == (32, 16, 6.0, "blur")
     saliency = np.load(tmp_path / "saliency.npy")
     shapes = sample.shapes
     background = ~(shapes["target"] | shapes["decider"] | shapes["distractor"])
@@ -47,7 +49,8 @@ def test_unknown_parameter_of_a_plugin_is_one_line():
     image = data.samples_dir() / "images" / data.sample_names()[0]
     result = onnxplain("explain", data.testnet_model_path(), image, "--method", "blur", "-p", "size=3")
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: 'blur' has no parameter 'size'; its parameters: window, stride, blur_sigma"
+    assert result.stderr.strip().startswith("Error: 'blur' has no parameter 'size'; its parameters: window, stride, "
+                                            "blur_sigma, fill, channel, score, aggregator, seed")
 
 
 def outputs(masks):

@@ -1,0 +1,200 @@
+"""The perturbation engine: a method composed of a mask source, a fill, a score and an aggregator.
+
+Masks stream through the model in batches: each batch is made, applied, run, scored and handed
+to the aggregator, then dropped, so memory stays flat in the number of masks.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from onnxplain.attribution import Attribution
+from onnxplain.batching import batches
+from onnxplain.errors import OnnxplainError, PluginError
+from onnxplain.method import Baseline, Method, Progress
+from onnxplain.outputs import ModelOutput
+from onnxplain.perturbation.aggregate import Aggregator
+from onnxplain.perturbation.fill import Fill, blend, check_fill, fill_image
+from onnxplain.perturbation.masks import MaskSource
+from onnxplain.registry import plugins
+from onnxplain.scores import Score
+from onnxplain.segmenter import Segmenter
+
+
+class Collector:
+    """Optional per-batch observer of a method: sees every batch's outputs and adds arrays of its own."""
+
+    def add(self, outputs: ModelOutput, start: int, stop: int) -> None:
+        """Take the outputs of masks `start` to `stop`."""
+
+    def arrays(self, source: MaskSource) -> dict[str, np.ndarray]:
+        """Arrays to save with the attribution."""
+        return {}
+
+
+class PerturbationMethod(Method):
+    """A perturbation method: masks from `mask_source`, a fill, a score and an aggregator.
+
+    A subclass sets `name`, `default_score` and `default_aggregator`, takes its own parameters
+    (passing ``**options`` on) and implements `mask_source`; see ``onnxplain/perturbation/occlusion.py``
+    for a whole method in a few lines.
+
+    Parameters
+    ----------
+    fill : {'black', 'mean', 'blur'}, float or sequence of float
+        What hidden pixels become (see `onnxplain.perturbation.fill.fill_image`).
+    blur_sigma : float
+        Standard deviation of the blur fill, in pixels.
+    channel : int, optional
+        Perturb this image channel only; all channels when omitted.
+    score : str or Score, optional
+        How far each perturbed output is from the reference; the method's default when omitted.
+    aggregator : str or Aggregator, optional
+        How distances become a map; the method's default when omitted.
+    seed : int
+        Seed of every random choice of the mask source.
+    """
+
+    default_score: ClassVar[str] = "class-score"
+    default_aggregator: ClassVar[str] = "occluded-mean"
+
+    def __init__(
+        self,
+        *,
+        fill: Fill = "black",
+        blur_sigma: float = 10.0,
+        channel: int | None = None,
+        score: str | Score | None = None,
+        aggregator: str | Aggregator | None = None,
+        seed: int = 0,
+    ):
+        if blur_sigma <= 0:
+            raise OnnxplainError(f"blur_sigma must be positive, got {blur_sigma}", parameters=("blur_sigma",))
+        if channel is not None and channel < 0:
+            raise OnnxplainError(f"channel must be non-negative, got {channel}", parameters=("channel",))
+        if seed < 0:
+            raise OnnxplainError(f"seed must be non-negative, got {seed}", parameters=("seed",))
+        self.fill = check_fill(fill)
+        self.blur_sigma = blur_sigma
+        self.channel = channel
+        self.seed = seed
+        # Named plugins are looked up now, so an unknown name fails before any work.
+        self.score = _plugin("score", score or self.default_score, Score)
+        self.aggregator = _plugin("aggregator", aggregator or self.default_aggregator, Aggregator)
+        self._source_cache: tuple[np.ndarray, MaskSource] | None = None
+
+    @abstractmethod
+    def mask_source(self, image: np.ndarray) -> MaskSource:
+        """The masks for `image` (*spatial, C)."""
+
+    def apply(self, image: np.ndarray, masks: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+        """Perturbed images (n, *spatial, C) for `masks`; override to perturb otherwise."""
+        return blend(image, masks, fill, channel=self.channel)
+
+    def collector(self, baseline: Baseline, total: int) -> Collector | None:
+        """An observer of every batch's outputs, for methods that keep more than the map."""
+        return None
+
+    def source_for(self, image: np.ndarray) -> MaskSource:
+        """`mask_source(image)`, made once per image (superpixels are not computed twice)."""
+        if self._source_cache is None or self._source_cache[0] is not image:
+            source = _call_plugin(self, "mask_source", image)
+            if len(source) == 0:
+                raise OnnxplainError(
+                    f"method {self.name!r} finds no features to perturb in an image shaped {image.shape[:-1]}; "
+                    "give smaller windows or more segments",
+                    parameters=("method",),
+                )
+            self._source_cache = (image, source)
+        return self._source_cache[1]
+
+    def count(self, image: np.ndarray) -> int:
+        return len(self.source_for(image))
+
+    def _attribute(
+        self, model: Segmenter, baseline: Baseline, *, batch_size: int, progress: Progress | None
+    ) -> Attribution:
+        image, reference, target = baseline.image, baseline.reference, baseline.target
+        source = self.source_for(image)
+        score = self.score
+        score.check(reference)
+        baseline_value = float(score.calculate_distance(baseline.output, reference)[0])
+        aggregator = copy.copy(self.aggregator)  # a fresh aggregation; the configured one stays untouched
+        aggregator.begin(source, baseline_value)
+        collector = self.collector(baseline, len(source))
+        fill = fill_image(image, self.fill, blur_sigma=self.blur_sigma)
+        values = np.empty(len(source))
+        inference_before = getattr(model, "inference_seconds", 0.0)
+        # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
+        # would wake BLAS's own threads, which then spin against onnxruntime's (measured: 30 % slower
+        # inference on 2 cores).
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start, stop in batches(len(source), batch_size):
+                batch = _call_plugin(source, "batch", start, stop)
+                perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
+                if perturbed.shape != (stop - start, *image.shape):
+                    raise PluginError(f"{self.name!r}.apply returned shape {perturbed.shape}, "
+                                      f"expected {(stop - start, *image.shape)}")
+                outputs = model.predict(perturbed, class_index=target.class_index, output=target.output)
+                values[start:stop] = _call_plugin(score, "calculate_distance", outputs, reference)
+                _call_plugin(aggregator, "add", batch, values[start:stop])
+                if collector is not None:
+                    collector.add(outputs, start, stop)
+                if progress is not None:
+                    progress(stop - start)
+            saliency = _call_plugin(aggregator, "finish")
+        arrays = {**source.arrays(), **aggregator.arrays(), **(collector.arrays(source) if collector else {})}
+        return Attribution(
+            map=np.asarray(saliency, dtype=np.float32),
+            image=image,
+            segment=reference.mask,
+            region=reference.roi,
+            values=values,
+            baseline_value=baseline_value,
+            arrays=arrays,
+            record={
+                "score": {"name": score.name, "parameters": score.parameters()},
+                "aggregator": {"name": aggregator.name, "parameters": aggregator.parameters()},
+                "seed": self.seed,
+                "seconds": {"inference": round(getattr(model, "inference_seconds", 0.0) - inference_before, 3)},
+            },
+        )
+
+
+def reaggregate(source: MaskSource, aggregator: Aggregator, values: np.ndarray, *, baseline_value: float = 0.0,
+                batch_size: int = 64) -> np.ndarray:
+    """Aggregate other per-mask `values` over the masks of `source` (the 2019 API's better/worse-only maps)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if len(values) != len(source):
+        raise OnnxplainError(f"expected one value per mask ({len(source)}), got {len(values)}")
+    aggregator = copy.copy(aggregator)
+    aggregator.begin(source, baseline_value)
+    for start, stop in batches(len(values), batch_size):
+        aggregator.add(source.batch(start, stop), values[start:stop])
+    return aggregator.finish()
+
+
+def _plugin(kind: str, value: object, base: type) -> Any:
+    if isinstance(value, str):
+        value = plugins.create(kind, value)
+    if not isinstance(value, base):
+        raise PluginError(f"a {kind} must be a {base.__name__} or the name of one, got {type(value).__name__}")
+    return value
+
+
+def _call_plugin(plugin: object, method: str, *args: object) -> Any:
+    """Call a plugin method, naming the plugin when it fails with anything but a user error."""
+    try:
+        return getattr(plugin, method)(*args)
+    except OnnxplainError:
+        raise
+    except Exception as error:
+        raise PluginError(
+            f"{type(plugin).__name__}.{method} ({getattr(plugin, 'name', '?')!r}) failed: "
+            f"{type(error).__name__}: {error}"
+        ) from error
