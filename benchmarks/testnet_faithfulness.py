@@ -26,6 +26,7 @@ from onnxplain.registry import plugins
 
 SEED = 20261122  # a dataset seed used neither for training, nor held out, nor for the bundled samples
 ROLES = ("target", "decider", "distractor", "background")
+BUILT_IN = ("hdm", "rise", "occlusion", "ablation", "lime", "kernel-shap", "shapley")
 
 
 def balanced_samples(count: int) -> list[testnet.TestnetSample]:
@@ -68,11 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    parser.add_argument("--method", dest="methods", action="append",
+                        help="a method to evaluate, repeatable [default: every built-in one]")
     args = parser.parse_args()
 
     model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=16)
     samples = balanced_samples(args.count)
-    methods = [plugins.create("perturbation", name) for name in ("hdm", "rise")]
+    methods = [plugins.create("method", name) for name in args.methods or BUILT_IN]
     metrics = [RelevanceMass(), PointingGame(), Deletion(), Insertion()]
     started = time.perf_counter()
     done = 0

@@ -196,8 +196,7 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
 
     if per_pixel_max:
         if "rise" not in methods:
-            raise click.BadParameter("--per-pixel-max is an option of RISE; add --method rise",
-                                     param_hint="--per-pixel-max")
+            raise OnnxplainError("--per-pixel-max is an option of RISE; add --method rise")
         params = (*params, "rise:per_pixel_max=true" if len(methods) > 1 else "per_pixel_max=true")
     model = open_model(model_path, model_settings)
     image = read_model_image(image_path, model)

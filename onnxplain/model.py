@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from onnxplain.batching import batches
 from onnxplain.errors import OnnxplainError, first_line
 from onnxplain.outputs import ModelOutput, OutputReader
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
@@ -225,17 +226,12 @@ class OnnxModel:
 
     def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         """Yield (chunk, number of real images in it) in forward-pass sizes."""
-        if self.input.batch is None:
-            for start in range(0, len(images), self.batch_size):
-                chunk = images[start : start + self.batch_size]
-                yield chunk, len(chunk)
-            return
-        # A model exported with a fixed batch takes exactly that many images: pad the last chunk.
-        size = self.input.batch
-        for start in range(0, len(images), size):
-            chunk = images[start : start + size]
+        # A model exported with a fixed batch takes exactly that many images: the last chunk is padded.
+        size = self.batch_size if self.input.batch is None else self.input.batch
+        for start, stop in batches(len(images), size):
+            chunk = images[start:stop]
             keep = len(chunk)
-            if keep < size:
+            if self.input.batch is not None and keep < size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)])
             yield chunk, keep
 

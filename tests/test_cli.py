@@ -177,3 +177,57 @@ def test_broken_exporter_stays_listed_and_explains_itself(runner, monkeypatch):
     listing = run(runner, "export", "--help")
     assert listing.exit_code == 0 and "tensorflow" in listing.output and "broken" in listing.output
     assert_one_line_error(run(runner, "export", "tensorflow"), "failed to import: ModuleNotFoundError")
+
+
+# --- methods: several at once, and their bad input ------------------------------------------------
+
+
+def test_several_methods_in_one_run_write_one_folder_each(runner, brightness, square_png, tmp_path):
+    out = tmp_path / "both"
+    result = run(runner, "explain", brightness(), square_png, "--method", "occlusion", "--method", "ablation",
+                 "-p", "occlusion:window=8", "-p", "ablation:segments=grid", "-p", "ablation:n_segments=4",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "occlusion" / "explanation.json").read_text())["method"]["parameters"]["window"] == 8
+    assert np.load(out / "ablation" / "features.npy").max() == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--method", "occlusion", "-p", "aggregator=nosuch"), "unknown aggregator 'nosuch'; installed: kept-mean"),
+    (("--method", "lime", "-p", "n_segments=0"), "n_segments must be at least 1, got 0"),
+    (("--method", "occlusion", "-p", "aggregator=shapley"), "aggregator 'shapley' fits one value per feature"),
+    (("--per-pixel-max",), "--per-pixel-max is an option of RISE; add --method rise"),
+])
+def test_bad_method_settings_are_one_line_and_write_nothing(runner, brightness, square_png, tmp_path, args, message):
+    out = tmp_path / "out"
+    assert_one_line_error(run(runner, "explain", brightness(), square_png, *args, "--out", out), message)
+    assert not out.exists()
+
+
+def test_superpixel_labels_of_the_wrong_shape(runner, brightness, square_png, tmp_path):
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "labels.png")
+    result = run(runner, "explain", brightness(), square_png, "--method", "lime", "-p",
+                 f"segments={tmp_path / 'labels.png'}", "--out", tmp_path / "out")
+    assert_one_line_error(result, r"are shaped (10, 12) but the image is (32, 32)", "(option -p segments=VALUE)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_core_errors_gain_the_flag_that_fixes_them(runner, brightness, square_png):
+    result = run(runner, "explain", brightness(layout="NCHW", channels="C"), square_png)
+    assert_one_line_error(result, "give the layout (option --layout)")
+
+
+class NeedsGradients(Hdm):
+    name = "needs-gradients"
+    needs = frozenset({"predictions", "gradients"})
+
+
+def test_a_method_the_model_cannot_serve(runner, brightness, square_png, tmp_path, monkeypatch):
+    entries = [EntryPoint("needs-gradients", "test_cli:NeedsGradients", GROUPS["method"])]
+    installed = plugins._entry_points
+    registry = Registry(lambda group: [e for e in entries if e.group == group] + list(installed(group=group)))
+    monkeypatch.setattr(cli, "plugins", registry)
+    monkeypatch.setattr("onnxplain.api.plugins", registry)
+    result = run(runner, "explain", brightness(), square_png, "--method", "needs-gradients", "--out", tmp_path / "o")
+    assert_one_line_error(result, "method 'needs-gradients' needs the model's gradients, which OnnxModel cannot give")
+    assert not (tmp_path / "o").exists()

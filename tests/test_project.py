@@ -32,3 +32,11 @@ def test_only_the_model_module_imports_onnxruntime():
     importers = {path.name for path in (ROOT / "onnxplain").rglob("*.py")
                  if re.search(r"^\s*(import|from)\s+onnxruntime", path.read_text(), re.M)}
     assert importers == {"model.py"}
+
+
+def test_readme_shows_the_whole_occlusion_method_and_its_entry_point():
+    readme = (ROOT / "README.md").read_text()
+    source = (ROOT / "onnxplain" / "perturbation" / "occlusion.py").read_text()
+    assert f"```python\n{source}```" in readme
+    line = 'occlusion = "onnxplain.perturbation.occlusion:Occlusion"'
+    assert line in readme and line in (ROOT / "pyproject.toml").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import trapezoid
 
+from onnxplain.batching import batches
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult, check_curve_score
 from onnxplain.perturbation.fill import FILLS, fill_image
@@ -70,8 +71,8 @@ class _PixelOrderCurve(Metric):
         rank = flat_rank.reshape(image.shape[:2])
         counts = np.round(fractions * order.size).astype(np.intp)
         values = []
-        for start in range(0, len(counts), context.batch_size):
-            changed = (rank[None] < counts[start : start + context.batch_size, None, None])[..., None]
+        for start, stop in batches(len(counts), context.batch_size):
+            changed = (rank[None] < counts[start:stop, None, None])[..., None]
             first, second = (substrate, image) if self.reveal else (image, substrate)
             values.append(context.similarity(np.where(changed, second, first).astype(np.float32), self.score))
         return np.concatenate(values)
@@ -129,9 +130,8 @@ class Infidelity(Metric):
         image = context.image
         original = context.similarity(image[None])[0]
         predicted_parts, actual_parts = [], []
-        for start in range(0, self.n_samples, context.batch_size):
-            count = min(context.batch_size, self.n_samples - start)
-            noise = rng.normal(0.0, self.noise_std, (count, *image.shape)).astype(np.float32)
+        for start, stop in batches(self.n_samples, context.batch_size):
+            noise = rng.normal(0.0, self.noise_std, (stop - start, *image.shape)).astype(np.float32)
             actual_parts.append(original - context.similarity(image - noise))
             predicted_parts.append(np.einsum("nhwc,hw->n", noise, saliency))
         predicted, actual = np.concatenate(predicted_parts), np.concatenate(actual_parts)

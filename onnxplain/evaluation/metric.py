@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxplain.attribution import Attribution
+from onnxplain.batching import batches
 from onnxplain.errors import OnnxplainError
 from onnxplain.registry import plugin_parameters
 from onnxplain.scores import ClassScore, DiceScore
@@ -85,9 +86,9 @@ class EvaluationContext:
         """
         scorer = {"class-score": ClassScore, "dice": DiceScore}[score]()
         values = []
-        for start in range(0, len(images), self.batch_size):
-            outputs = self.model.predict(images[start : start + self.batch_size],
-                                         class_index=self.target.class_index, output=self.target.output)
+        for start, stop in batches(len(images), self.batch_size):
+            outputs = self.model.predict(images[start:stop], class_index=self.target.class_index,
+                                         output=self.target.output)
             values.append(1.0 - scorer.calculate_distance(outputs, self.reference))
         return np.concatenate(values)
 
