@@ -42,7 +42,8 @@ class Score(ABC):
             where = " inside the region of interest" if reference.roi is not None else ""
             raise OnnxplainError(
                 f"the reference segment ({reference.source}) is empty{where}, so there is nothing to explain; "
-                "give a non-empty --segment, another --class, or a target where the model segments something"
+                "give a non-empty segment, another class, or a target where the model segments something",
+                parameters=("segment", "class_index", "target"),
             )
 
     def calculate_distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
@@ -235,7 +236,8 @@ class ClassScore(Score):
             return
         if reference.roi is None:
             super().check(reference)  # the reference segment itself is empty: say so and how to fix it
-        raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel")
+        raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel",
+                             parameters=("target",))
 
     def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
         return 1.0 - outputs.probability_at(np.flatnonzero(reference.region)).mean(axis=1, dtype=np.float64)

@@ -249,3 +249,14 @@ def test_parameters_are_recorded():
     assert Rise().parameters()["n_masks"] == 1000
     assert Lime().parameters()["aggregator"]["parameters"] == {"kernel": "exponential", "kernel_width": 0.25,
                                                                "ridge": 1.0}
+
+
+def test_superpixels_from_a_colour_painted_image(tmp_path):
+    from PIL import Image
+
+    painted = np.zeros((6, 8, 3), np.uint8)
+    painted[:, 4:] = [255, 0, 0]
+    painted[3:, :4] = [0, 0, 255]
+    Image.fromarray(painted).save(tmp_path / "painted.png")
+    labels = superpixels(image_of((6, 8)), str(tmp_path / "painted.png"))
+    assert labels.max() == 2 and len({labels[0, 0], labels[0, 7], labels[5, 0]}) == 3

@@ -67,9 +67,9 @@ def read_labels(path: Path, spatial: tuple[int, ...]) -> np.ndarray:
                 labels = np.asarray(picture.convert("I") if picture.mode in ("P", "L", "I;16") else picture)
     except Exception as error:
         raise OnnxplainError(f"cannot read superpixel labels from {path}: {error}", parameters=("segments",)) from error
-    if labels.ndim == len(spatial) + 1 and labels.shape[-1] in (3, 4):  # colour-coded regions: one colour, one label
-        labels = np.unique(labels.reshape(-1, labels.shape[-1]), axis=0, return_inverse=True)[1].reshape(spatial) \
-            if labels.shape[:-1] == spatial else labels
+    if labels.ndim == len(spatial) + 1 and labels.shape[:-1] == spatial:
+        # Regions painted in colours: each colour is one label.
+        labels = np.unique(labels.reshape(-1, labels.shape[-1]), axis=0, return_inverse=True)[1].reshape(spatial)
     if labels.shape != spatial:
         raise OnnxplainError(
             f"the superpixel labels in {path} are shaped {labels.shape} but the image is {spatial}; "
