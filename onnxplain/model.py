@@ -218,18 +218,19 @@ class OnnxModel:
         if images.ndim != 4:
             raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
         name = self.output_name if output is None else output_name(self._output_names, output)
-        reader = self._reader(name)
         chosen = self.reader.class_index if class_index is None else _check_class(class_index)
-        parts = [reader.read(self.run_tensor(self.to_tensor(chunk), name)[:keep], chosen)
-                 for chunk, keep in self._chunks(images)]
-        return parts[0] if len(parts) == 1 else ModelOutput.concatenate(parts)
+        # The batch is prepared and read once, whatever the forward-pass size: a model fixed to
+        # batch 1 then costs one onnxruntime call per image and nothing more.
+        tensor = self.to_tensor(images)
+        raw = [self.run_tensor(chunk, name)[:keep] for chunk, keep in self._chunks(tensor)]
+        return self._reader(name).read(raw[0] if len(raw) == 1 else np.concatenate(raw), chosen)
 
-    def _chunks(self, images: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    def _chunks(self, tensor: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         """Yield (chunk, number of real images in it) in forward-pass sizes."""
         # A model exported with a fixed batch takes exactly that many images: the last chunk is padded.
         size = self.batch_size if self.input.batch is None else self.input.batch
-        for start, stop in batches(len(images), size):
-            chunk = images[start:stop]
+        for start, stop in batches(len(tensor), size):
+            chunk = tensor[start:stop]
             keep = len(chunk)
             if self.input.batch is not None and keep < size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)])

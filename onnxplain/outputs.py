@@ -47,14 +47,6 @@ class ModelOutput:
     def __len__(self) -> int:
         return len(self.mask)
 
-    @classmethod
-    def concatenate(cls, parts: list[ModelOutput]) -> ModelOutput:
-        """One output for the images of all `parts`, in order."""
-        mask = np.concatenate([p.mask for p in parts])
-        if all(p._probability is None for p in parts):
-            return cls(mask=mask, logits=np.concatenate([p._logits for p in parts]))
-        return cls(mask=mask, probability=np.concatenate([p.probability for p in parts]))
-
 
 class OutputReader:
     """Reads raw output batches of one model output as `ModelOutput` for one class.

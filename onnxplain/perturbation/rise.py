@@ -23,7 +23,7 @@ from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation.engine import Collector, PerturbationMethod
 from onnxplain.perturbation.masks import MaskSource
 
-_REMAKE_BATCH = 256  # masks made at once when they are made again: 59 MB at 240x240
+_REMAKE_BATCH = 256  # masks made at once, at most, when they are made again: 59 MB at 240x240
 
 
 class RiseMasks(MaskSource):
@@ -154,7 +154,8 @@ class Rise(PerturbationMethod):
         saved as the array ``rise_max``. Costs one float32 per mask and region pixel while running,
         and `per_pixel_memory` bytes for the merge.
     per_pixel_memory : int
-        Memory budget of the per-pixel merge, in bytes (its blocks of maps and their product).
+        Memory budget of the per-pixel merge, in bytes: the masks made again, a block of
+        per-pixel maps and the product added to it.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
@@ -221,7 +222,8 @@ def per_pixel_maps_max(scores: np.ndarray, source: MaskSource, *, memory_bytes: 
     source : MaskSource
         The masks the scores came from.
     memory_bytes : int
-        Budget for one block of per-pixel maps and the product added to it (half each).
+        Budget of the merge: a quarter (at most 256 masks) for the masks made again, the rest
+        shared by one block of per-pixel maps and the product added to it.
 
     Returns
     -------
@@ -229,9 +231,10 @@ def per_pixel_maps_max(scores: np.ndarray, source: MaskSource, *, memory_bytes: 
     """
     count, region_pixels = scores.shape
     pixels = math.prod(source.spatial)
-    block = max(1, memory_bytes // (2 * 4 * pixels))  # the block of maps, and the product added to it
+    mask_batch = int(min(_REMAKE_BATCH, max(1, memory_bytes // (4 * 4 * pixels))))
+    block = int(max(1, (memory_bytes - 4 * pixels * mask_batch) // (2 * 4 * pixels)))
     kept = np.zeros(pixels)
-    for start, stop in batches(count, _REMAKE_BATCH):
+    for start, stop in batches(count, mask_batch):
         kept += source.batch(start, stop).masks.reshape(stop - start, pixels).sum(axis=0, dtype=np.float64)
     inverse = np.divide(1.0, kept, out=np.zeros(pixels), where=kept > 0).astype(np.float32)  # 0 where never kept
     means = scores.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -241,11 +244,11 @@ def per_pixel_maps_max(scores: np.ndarray, source: MaskSource, *, memory_bytes: 
     for first, last in batches(region_pixels, block):
         width = last - first
         maps[:width] = 0.0
-        for start, stop in batches(count, _REMAKE_BATCH):
+        for start, stop in batches(count, mask_batch):
             masks = source.batch(start, stop).masks.reshape(stop - start, pixels)
-            centred = scores[start:stop, first:last] - means[first:last]
-            np.matmul(centred.T, masks, out=product[:width])
+            np.matmul((scores[start:stop, first:last] - means[first:last]).T, masks, out=product[:width])
             maps[:width] += product[:width]
+            del masks  # before the next batch is made, so that only one is ever alive
         maps[:width] *= inverse
         np.maximum(best, maps[:width].max(axis=0), out=best)
     return best.reshape(source.spatial)
