@@ -67,9 +67,9 @@ def explain(
     seed : int, optional
         For a method given by name: the seed of every random choice (0 when omitted).
     batch_size : int, optional
-        Images per forward pass; the model's own when omitted. Memory grows with it.
+        Perturbed images handled together; the model's batch size when omitted (see `Method.attribute`).
     progress : callable, optional
-        Called with the number of images done after each forward pass.
+        Called with the number of images done after each batch.
     **parameters
         For a method given by name: its parameters (``n_masks=2000``, ``window=16``...).
 
@@ -92,7 +92,7 @@ def explain_many(
     model: Segmenter | str | Path,
     image: np.ndarray,
     *,
-    methods: list[Method],
+    methods: list[str | Method],
     target: Target | None = None,
     segment: np.ndarray | None = None,
     batch_size: int | None = None,
@@ -100,16 +100,20 @@ def explain_many(
 ) -> list[Attribution]:
     """Explain `image` with several methods that share one unperturbed forward pass.
 
-    Parameters are those of `explain`; `methods` are `Method` objects. Returns one `Attribution`
-    per method, in order.
+    Parameters are those of `explain`; `methods` are `Method` objects or names of installed ones
+    (made with their defaults). Every method's masks are made and checked before any runs. Returns
+    one `Attribution` per method, in order.
     """
     if isinstance(model, (str, Path)):
         model = load_model(model)
     if not methods:
         raise OnnxplainError("give at least one method", parameters=("method",))
+    chosen = [_method(m, None, None, {}) for m in methods]
     baseline = make_baseline(model, image, target, segment=segment)
+    for method in chosen:
+        method.count(baseline.image)
     return [m.attribute(model, baseline.image, baseline.target, baseline=baseline, batch_size=batch_size,
-                        progress=progress) for m in methods]
+                        progress=progress) for m in chosen]
 
 
 def _method(method: str | Method, seed: int | None, score: Any, parameters: dict[str, Any]) -> Method:

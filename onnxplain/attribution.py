@@ -126,6 +126,7 @@ class Attribution:
         out = Path(out_dir)
         pictures = render.pictures(self, color_map=color_map)
         record = {**self.full_record(), **(extra or {})}
+        io.check_json(record)  # a record that cannot be written fails before any file is
         arrays = {file: getattr(self, name) for name, file in _ARRAYS.items()}
         if self.region is not None:
             arrays["region"] = self.region

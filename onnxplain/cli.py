@@ -206,10 +206,10 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
               for name in methods]
     goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
     baseline = make_baseline(model, image, goal, segment=ground_truth)
+    totals = [method.count(baseline.image) or 0 for method in chosen]  # every method's masks, checked before any runs
     base_out = out or Path("onnxplain-out") / (f"{image_path.stem}-{methods[0]}" if len(methods) == 1
                                                else image_path.stem)
-    for name, method in zip(methods, chosen, strict=True):
-        total = method.count(baseline.image) or 0
+    for name, method, total in zip(methods, chosen, totals, strict=True):
         with progress_bar(total, f"{name} ({total} images)") as update:
             result = method.attribute(model, baseline.image, goal, baseline=baseline,
                                       batch_size=model_settings["batch_size"], progress=update)

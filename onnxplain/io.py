@@ -128,6 +128,15 @@ def save_json(record: dict, path: str | Path) -> Path:
     return Path(path)
 
 
+def check_json(record: dict) -> None:
+    """Raise `OnnxplainError` naming the first value of `record` that JSON cannot hold."""
+    for key, value in record.items():
+        try:
+            json.dumps(value, default=_json_default)
+        except (TypeError, ValueError) as error:
+            raise OnnxplainError(f"the record's {key!r} cannot be written as JSON: {error}") from error
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()

@@ -20,11 +20,11 @@ from onnxplain.attribution import Attribution
 from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.outputs import ModelOutput
 from onnxplain.registry import plugin_parameters
-from onnxplain.segmenter import CAPABILITIES, Segmenter
+from onnxplain.segmenter import Segmenter
 from onnxplain.targets import Reference, Target, make_reference
 
 Progress = Callable[[int], None]
-"""Called with the number of forward passes' images done, after each forward pass."""
+"""Called with the number of images done, after each batch of them."""
 
 
 @dataclass(frozen=True)
@@ -124,24 +124,27 @@ class Method(ABC):
             The unperturbed case, when several methods share it (see `make_baseline`); it must be
             of this `image`, `target` and `segment`.
         batch_size : int, optional
-            Images per forward pass; the model's own when omitted. Memory grows linearly with it.
+            Perturbed images made, run, scored and aggregated together (the model runs them in
+            forward passes of its own batch size); the model's batch size when omitted. Memory
+            grows linearly with it.
         progress : callable, optional
-            Called with the number of images done after each forward pass.
+            Called with the number of images done after each batch.
 
         Returns
         -------
         Attribution
         """
-        missing = sorted(self.needs - set(getattr(model, "serves", ())))
+        serves = set(getattr(model, "serves", ()))
+        missing = sorted(self.needs - serves)
         if missing:
             raise OnnxplainError(
                 f"method {self.name!r} needs the model's {' and '.join(missing)}, which "
-                f"{type(model).__name__} cannot give (it serves {', '.join(sorted(model.serves)) or 'nothing'}); "
+                f"{type(model).__name__} cannot give (it serves {', '.join(sorted(serves)) or 'nothing'}); "
                 "choose a method that needs predictions only, or a model bridge that serves "
                 f"{' and '.join(missing)}",
                 parameters=("method",),
             )
-        batch_size = batch_size or model.batch_size
+        batch_size = model.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise OnnxplainError(f"batch_size must be at least 1, got {batch_size}", parameters=("batch_size",))
         started = time.perf_counter()
@@ -181,14 +184,6 @@ class Method(ABC):
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
         return f"{type(self).__name__}({arguments})"
-
-
-def check_needs(needs: frozenset[str]) -> frozenset[str]:
-    """Validate a method's `needs` declaration."""
-    unknown = set(needs) - set(CAPABILITIES)
-    if unknown:
-        raise PluginError(f"unknown needs {sorted(unknown)}; a method needs some of {', '.join(CAPABILITIES)}")
-    return needs
 
 
 def plugin_record(plugin: Any) -> dict:

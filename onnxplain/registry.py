@@ -129,10 +129,15 @@ class Registry:
             When the plugin cannot be imported, or rejects the parameters.
         """
         plugin = self.get(kind, name)
+        accepted = accepted_parameters(plugin)
+        unknown = sorted(set(parameters) - set(accepted))
+        if unknown:
+            listed = ", ".join(accepted) or "none"
+            raise PluginError(f"{name!r} has no parameter {unknown[0]!r}; its parameters: {listed}")
         try:
             instance = plugin(**parameters)
         except TypeError as error:
-            raise PluginError(f"{kind} {name!r} does not take these parameters: {error}") from error
+            raise PluginError(f"{kind} {name!r} cannot be made with {parameters}: {error}") from error
         module, interface = _INTERFACES[kind]
         if not isinstance(instance, getattr(importlib.import_module(module), interface)):
             raise PluginError(

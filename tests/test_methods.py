@@ -15,6 +15,7 @@ from onnxplain.model import OnnxModel
 from onnxplain.perturbation.ablation import Ablation
 from onnxplain.perturbation.aggregate import Aggregator, KeptMean, LinearSurrogate, OccludedMean, ShapleyEstimate
 from onnxplain.perturbation.engine import PerturbationMethod
+from onnxplain.perturbation.hdm import Hdm
 from onnxplain.perturbation.kernel_shap import KernelShap
 from onnxplain.perturbation.lime import Lime
 from onnxplain.perturbation.masks import FeatureMasks, MaskBatch, MaskSource
@@ -257,3 +258,66 @@ def test_an_instance_keeps_its_own_settings(model, bright_square):
         explain(model, bright_square, method=Occlusion(), seed=3)
     with pytest.raises(PluginError, match="a method must be a Method or the name of one"):
         explain(model, bright_square, method=42)
+
+
+# --- found in review ---------------------------------------------------------------------------------
+
+
+def test_lime_and_kernel_shap_keep_their_own_surrogate():
+    for aggregator in (None, "linear-surrogate"):
+        assert Lime(kernel_width=0.5, aggregator=aggregator).aggregator.kernel_width == 0.5
+        assert KernelShap(aggregator=aggregator).aggregator.kernel == "shapley"
+    assert Lime(aggregator="occluded-mean").aggregator.name == "occluded-mean"
+
+
+def test_an_image_changed_in_place_gets_new_superpixels(model):
+    image = np.zeros((24, 24, 1), np.float32)
+    image[:, :12] = 1.0
+    method = Ablation(segments="felzenszwalb", n_segments=4)
+    before = method.attribute(model, image).arrays["features"].copy()
+    image[:12] = 1.0 - image[:12]  # the same array, other pixels
+    assert not np.array_equal(method.attribute(model, image).arrays["features"], before)
+
+
+def test_the_shapley_aggregator_needs_permutation_masks(model, gradient_image):
+    with pytest.raises(OnnxplainError, match="aggregator 'shapley' found no marginal contributions"):
+        Ablation(segments="grid", n_segments=4, aggregator="shapley").attribute(model, gradient_image)
+
+
+def test_occlusion_refuses_a_stride_beyond_its_window():
+    with pytest.raises(OnnxplainError, match=r"stride \(9\) must not exceed window \(4\)"):
+        Occlusion(window=4, stride=9)
+
+
+def test_feature_labels_must_be_numbered_from_zero_without_gaps():
+    with pytest.raises(PluginError, match="not 0 to 2 without gaps"):
+        AllCoalitions(np.array([[-1, 0, 2]]))
+
+
+def test_recorded_parameters_make_the_same_method_again(model, bright_square):
+    hdm = Hdm(normalize=True, circle_size=5, offset=8)
+    parameters = {k: v for k, v in hdm.parameters().items() if k not in ("score", "aggregator")}
+    again = Hdm(**parameters)
+    np.testing.assert_array_equal(again.attribute(model, bright_square).map, hdm.attribute(model, bright_square).map)
+
+
+def test_a_record_that_cannot_be_written_leaves_no_file(model, bright_square, tmp_path):
+    result = Occlusion(window=8, stride=8).attribute(model, bright_square)
+    with pytest.raises(OnnxplainError, match="the record's 'note' cannot be written as JSON"):
+        result.save(tmp_path / "out", extra={"note": object()})
+    assert not (tmp_path / "out").exists()
+
+
+def test_explain_many_takes_names_and_checks_every_method_first(model, bright_square, tmp_path):
+    assert [r.method for r in explain_many(model, bright_square, methods=["occlusion", "hdm"])] == ["occlusion", "hdm"]
+    with pytest.raises(OnnxplainError, match="fits one value per feature"):
+        explain_many(model, bright_square, methods=[CountingOcclusion(), Occlusion(aggregator="shapley")])
+    assert CountingOcclusion.runs == 0  # the bad second method stopped the run before the first one ran
+
+
+class CountingOcclusion(Occlusion):
+    runs = 0
+
+    def _attribute(self, *args, **kwargs):
+        CountingOcclusion.runs += 1
+        return super()._attribute(*args, **kwargs)

@@ -111,7 +111,7 @@ def test_describe_names_the_distribution():
 def test_create_reports_bad_parameters():
     registry = Registry(fake_entry_points(HDM))
     assert registry.create("method", "hdm", offset=7).offset == 7
-    with pytest.raises(PluginError, match="does not take these parameters"):
+    with pytest.raises(PluginError, match="has no parameter .radius.; its parameters: circle_size, offset"):
         registry.create("method", "hdm", radius=3)
 
 

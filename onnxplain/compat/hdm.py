@@ -21,6 +21,7 @@ from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation.aggregate import OccludedMean
 from onnxplain.perturbation.engine import reaggregate
 from onnxplain.perturbation.hdm import CircleMasks, Hdm
+from onnxplain.registry import plugin_parameters
 from onnxplain.scores import HausdorffScore, Score, hausdorff_distance
 from onnxplain.targets import Reference
 
@@ -183,6 +184,9 @@ class _ExplainerHdm(Hdm):
         if type(self.explainer).apply_mask is HausdorffDistanceMasks.apply_mask:
             return super().apply(image, masks, fill)  # the channel option applies
         return self.explainer.apply_mask(image, masks)
+
+    def parameters(self) -> dict[str, Any]:
+        return {**plugin_parameters(self, Hdm), "explainer": type(self.explainer).__qualname__}
 
 
 class _ExplainerScore(Score):

@@ -145,6 +145,7 @@ class Metric(ABC):
 
 
 def check_curve_score(score: str) -> str:
+    """Return `score` if a curve can use it (``'class-score'`` or ``'dice'``), else say which can."""
     if score not in CURVE_SCORES:
         raise OnnxplainError(f"the curve score must be one of {', '.join(CURVE_SCORES)}, got {score!r}")
     return score

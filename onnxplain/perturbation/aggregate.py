@@ -32,14 +32,18 @@ class Aggregator(ABC):
     name: ClassVar[str] = ""
     needs_features: ClassVar[bool] = False
 
-    def begin(self, source: MaskSource, baseline_value: float) -> None:
-        """Start aggregating the masks of `source`; `baseline_value` is the unperturbed image's value."""
+    def check(self, source: MaskSource) -> None:
+        """Raise `OnnxplainError` when this aggregator cannot aggregate the masks of `source`."""
         if self.needs_features and source.features is None:
             raise OnnxplainError(
                 f"aggregator {self.name!r} fits one value per feature, but {type(source).__name__} makes "
                 "pixel masks, not features; use it with a superpixel method (ablation, lime, kernel-shap, shapley)",
                 parameters=("aggregator",),
             )
+
+    def begin(self, source: MaskSource, baseline_value: float) -> None:
+        """Start aggregating the masks of `source`; `baseline_value` is the unperturbed image's value."""
+        self.check(source)
         self.source = source
         self.features = source.features if source.features is not None else np.zeros(source.spatial, np.intp)
         self.baseline_value = float(baseline_value)
@@ -239,6 +243,14 @@ class ShapleyEstimate(Aggregator):
         self._counts[feature] += 1
 
     def finish(self) -> np.ndarray:
+        if not self._counts.any():
+            # No mask added one feature to the one before it: these are not permutation masks.
+            raise OnnxplainError(
+                f"aggregator 'shapley' found no marginal contributions in the masks of {type(self.source).__name__}; "
+                "it needs masks that add one feature at a time (the shapley method's); use linear-surrogate or "
+                "occluded-mean here",
+                parameters=("aggregator",),
+            )
         self._values = np.divide(self._sums, self._counts, out=np.zeros_like(self._sums), where=self._counts > 0)
         return self._values[self.features].astype(np.float32)
 

@@ -86,7 +86,7 @@ class PerturbationMethod(Method):
         # Named plugins are looked up now, so an unknown name fails before any work.
         self.score = _plugin("score", score or self.default_score, Score)
         self.aggregator = _plugin("aggregator", aggregator or self.default_aggregator, Aggregator)
-        self._source_cache: tuple[np.ndarray, MaskSource] | None = None
+        self._source_cache: tuple[np.ndarray, MaskSource] | None = None  # (a copy of the image, its masks)
 
     @abstractmethod
     def mask_source(self, image: np.ndarray) -> MaskSource:
@@ -101,19 +101,27 @@ class PerturbationMethod(Method):
         return None
 
     def source_for(self, image: np.ndarray) -> MaskSource:
-        """`mask_source(image)`, made once per image (superpixels are not computed twice)."""
-        if self._source_cache is None or self._source_cache[0] is not image:
-            source = _call_plugin(self, "mask_source", image)
-            if len(source) == 0:
-                raise OnnxplainError(
-                    f"method {self.name!r} finds no features to perturb in an image shaped {image.shape[:-1]}; "
-                    "give smaller windows or more segments",
-                    parameters=("method",),
-                )
-            self._source_cache = (image, source)
-        return self._source_cache[1]
+        """`mask_source(image)`, checked, and made once per image (superpixels are not computed twice).
+
+        The cache compares the pixels, not the array object, so an image changed in place gets new masks.
+        """
+        cached = self._source_cache
+        if cached is not None and cached[0].shape == image.shape and np.array_equal(cached[0], image):
+            return cached[1]
+        source = _call_plugin(self, "mask_source", image)
+        if len(source) == 0:
+            raise OnnxplainError(
+                f"method {self.name!r} finds no features to perturb in an image shaped {image.shape[:-1]}; "
+                "give smaller windows or more segments",
+                parameters=("method",),
+            )
+        self.aggregator.check(source)
+        self._source_cache = (image.copy(), source)
+        return source
 
     def count(self, image: np.ndarray) -> int:
+        """Images the method runs for `image`; makes and checks its masks' source, so that a run of several
+        methods can fail before any of them starts."""
         return len(self.source_for(image))
 
     def _attribute(

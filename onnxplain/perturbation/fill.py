@@ -30,7 +30,13 @@ def check_fill(fill: Fill, *, name: str = "fill") -> Fill:
         return values[0] if len(values) == 1 else values
     if isinstance(fill, (int, float)):
         return float(fill)
-    return tuple(float(v) for v in fill)
+    try:
+        return tuple(float(v) for v in fill)
+    except (TypeError, ValueError):
+        raise OnnxplainError(
+            f"{name} must be one of {', '.join(FILLS)}, a number or one number per channel, got {fill!r}",
+            parameters=(name,),
+        ) from None
 
 
 def fill_image(image: np.ndarray, fill: Fill, *, blur_sigma: float = 10.0) -> np.ndarray | float:

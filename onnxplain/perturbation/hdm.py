@@ -109,17 +109,20 @@ class Hdm(PerturbationMethod):
     def __init__(self, *, circle_size: int | None = None, offset: int | None = None, normalize: bool = False,
                  **options: Any):
         if normalize and options.get("fill", "black") != "black":
-            raise OnnxplainError("normalize fills circles with -1; it cannot be combined with another fill")
-        if normalize:
-            options["fill"] = -1.0
+            raise OnnxplainError("normalize fills circles with -1; it cannot be combined with another fill",
+                                 parameters=("normalize", "fill"))
         super().__init__(**options)
         if circle_size is not None and circle_size < 1:
-            raise OnnxplainError(f"circle_size must be at least 1 pixel, got {circle_size}")
+            raise OnnxplainError(f"circle_size must be at least 1 pixel, got {circle_size}",
+                                 parameters=("circle_size",))
         if offset is not None and offset < 1:
-            raise OnnxplainError(f"offset must be at least 1 pixel, got {offset}")
+            raise OnnxplainError(f"offset must be at least 1 pixel, got {offset}", parameters=("offset",))
         self.circle_size = circle_size
         self.offset = offset
         self.normalize = normalize
 
     def mask_source(self, image: np.ndarray) -> CircleMasks:
         return CircleMasks(image.shape[:-1], circle_size=self.circle_size, offset=self.offset)
+
+    def apply(self, image: np.ndarray, masks: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+        return super().apply(image, masks, -1.0 if self.normalize else fill)

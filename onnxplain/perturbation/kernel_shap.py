@@ -60,9 +60,12 @@ class KernelShap(SuperpixelMethod):
 
     name = "kernel-shap"
     default_score = "class-score"
+    default_aggregator = "linear-surrogate"
 
     def __init__(self, *, n_samples: int = 1000, **options: Any):
-        options.setdefault("aggregator", LinearSurrogate(kernel="shapley", ridge=0.0))
+        # The Shapley-kernel fit, unless another aggregator is asked for by name or object.
+        if options.get("aggregator") in (None, "linear-surrogate"):
+            options["aggregator"] = LinearSurrogate(kernel="shapley", ridge=0.0)
         super().__init__(**options)
         if n_samples < 3:
             raise OnnxplainError(f"n_samples must be at least 3, got {n_samples}", parameters=("n_samples",))

@@ -51,9 +51,12 @@ class Lime(SuperpixelMethod):
 
     name = "lime"
     default_score = "class-score"
+    default_aggregator = "linear-surrogate"
 
     def __init__(self, *, n_samples: int = 1000, kernel_width: float = 0.25, ridge: float = 1.0, **options: Any):
-        options.setdefault("aggregator", LinearSurrogate(kernel="exponential", kernel_width=kernel_width, ridge=ridge))
+        # LIME's own surrogate, unless another aggregator is asked for by name or object.
+        if options.get("aggregator") in (None, "linear-surrogate"):
+            options["aggregator"] = LinearSurrogate(kernel="exponential", kernel_width=kernel_width, ridge=ridge)
         super().__init__(**options)
         if n_samples < 2:
             raise OnnxplainError(f"n_samples must be at least 2, got {n_samples}", parameters=("n_samples",))

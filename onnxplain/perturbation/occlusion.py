@@ -69,6 +69,8 @@ class Occlusion(PerturbationMethod):
         if window < 1 or stride < 1:
             raise OnnxplainError(f"window and stride must be at least 1 pixel, got {window} and {stride}",
                                  parameters=("window", "stride"))
+        if stride > window:  # pixels between boxes would never be hidden, and would read as irrelevant
+            raise OnnxplainError(f"stride ({stride}) must not exceed window ({window})", parameters=("stride",))
         self.window = window
         self.stride = stride
 

@@ -46,14 +46,17 @@ class BlurOcclusion(PerturbationMethod):
         Distance between windows, in pixels.
     blur_sigma : float
         Standard deviation of the Gaussian blur, in pixels.
+    score, aggregator, seed
+        See `onnxplain.perturbation.PerturbationMethod`; the fill is always the blur.
     """
 
     name = "blur"
     default_score = "hausdorff"
     default_aggregator = "occluded-mean"
 
-    def __init__(self, *, window: int = 24, stride: int = 8, blur_sigma: float = 6.0, **options: Any):
-        super().__init__(fill="blur", blur_sigma=blur_sigma, **options)
+    def __init__(self, *, window: int = 24, stride: int = 8, blur_sigma: float = 6.0, score: Any = None,
+                 aggregator: Any = None, seed: int = 0):
+        super().__init__(fill="blur", blur_sigma=blur_sigma, score=score, aggregator=aggregator, seed=seed)
         if window < 1 or stride < 1:
             raise OnnxplainError(f"window and stride must be at least 1 pixel, got {window} and {stride}")
         self.window = window
