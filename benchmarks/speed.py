@@ -79,7 +79,7 @@ METHODS: dict[str, dict[str, dict]] = {
         "b1": {"stride": 16},
         "mem1": {"stride": 16},
         "mem8": {"stride": 5},
-        "warm": {"stride": 48},
+        "warm": {"window": 48, "stride": 48},
     },
     "ablation": {
         "b16": {"n_segments": 200},

@@ -7,6 +7,7 @@ the segmentation, so that maps of different methods read the same way.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -77,27 +78,33 @@ def _coalitions(batch: MaskBatch) -> np.ndarray:
 
 
 class _WeightedMean(Aggregator):
-    """Each pixel's mean value over the masks, weighted per pixel."""
+    """Each pixel's mean value over the masks, weighted per pixel by the mask (kept) or its complement (occluded)."""
+
+    occluded: ClassVar[bool] = False
 
     def _begin(self) -> None:
-        self._weighted = np.zeros(self.source.spatial)
-        self._weights = np.zeros(self.source.spatial)
+        self._weighted = np.zeros(math.prod(self.source.spatial))
+        self._weights = np.zeros_like(self._weighted)
         self._sum, self._count = 0.0, 0
 
     def add(self, batch: MaskBatch, values: np.ndarray) -> None:
-        weights = self._weight(batch.masks)
-        self._weighted += np.tensordot(values, weights, axes=1)
-        self._weights += weights.sum(axis=0, dtype=np.float64)
+        # One product gives both running sums: sum(v * m) and sum(m), in float64 so that the map
+        # does not depend on how masks were batched. With occluded weights 1 - m they follow as
+        # sum(v) - sum(v * m) and n - sum(m), so the complement is never made.
+        masks = batch.masks.reshape(len(values), -1)
+        kept_value, kept = np.stack([values, np.ones_like(values)]) @ masks.astype(np.float64)
+        if self.occluded:
+            kept_value, kept = values.sum() - kept_value, len(values) - kept
+        self._weighted += kept_value
+        self._weights += kept
         self._sum += float(values.sum())
         self._count += len(values)
 
     def _mean(self) -> np.ndarray:
         """Weighted mean per pixel; NaN where no mask weighed the pixel."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self._weights > 0, self._weighted / self._weights, np.nan)
-
-    @abstractmethod
-    def _weight(self, masks: np.ndarray) -> np.ndarray: ...
+            mean = np.where(self._weights > 0, self._weighted / self._weights, np.nan)
+        return mean.reshape(self.source.spatial)
 
 
 class OccludedMean(_WeightedMean):
@@ -109,9 +116,7 @@ class OccludedMean(_WeightedMean):
     """
 
     name = "occluded-mean"
-
-    def _weight(self, masks: np.ndarray) -> np.ndarray:
-        return 1.0 - masks
+    occluded = True
 
     def finish(self) -> np.ndarray:
         return np.nan_to_num(self._mean() - self.baseline_value).astype(np.float32)
@@ -122,9 +127,6 @@ class KeptMean(_WeightedMean):
     that kept it. Positive: keeping the pixel holds the output in place. 0 where no mask kept a pixel."""
 
     name = "kept-mean"
-
-    def _weight(self, masks: np.ndarray) -> np.ndarray:
-        return masks
 
     def finish(self) -> np.ndarray:
         overall = self._sum / max(self._count, 1)

@@ -7,11 +7,12 @@ to the aggregator, then dropped, so memory stays flat in the number of masks.
 from __future__ import annotations
 
 import copy
+import functools
 from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from onnxplain.attribution import Attribution
 from onnxplain.batching import batches
@@ -141,7 +142,7 @@ class PerturbationMethod(Method):
         # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
         # would wake BLAS's own threads, which then spin against onnxruntime's (measured: 30 % slower
         # inference on 2 cores).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _threadpools().limit(limits=1, user_api="blas"):
             for start, stop in batches(len(source), batch_size):
                 batch = _call_plugin(source, "batch", start, stop)
                 perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
@@ -172,6 +173,12 @@ class PerturbationMethod(Method):
                 "seconds": {"inference": round(getattr(model, "inference_seconds", 0.0) - inference_before, 3)},
             },
         )
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, found once (finding them costs about a millisecond)."""
+    return ThreadpoolController()
 
 
 def reaggregate(source: MaskSource, aggregator: Aggregator, values: np.ndarray, *, baseline_value: float = 0.0,

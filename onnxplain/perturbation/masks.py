@@ -105,7 +105,7 @@ class FeatureMasks(MaskSource):
                 f"{type(self).__name__} made coalitions shaped {coalitions.shape}, "
                 f"expected {(stop - start, self.n_features)}"
             )
-        return MaskBatch(start, coalitions[:, self.features].astype(np.float32), coalitions)
+        return MaskBatch(start, coalitions.astype(np.float32)[:, self.features], coalitions)
 
     @abstractmethod
     def _coalitions(self, start: int, stop: int) -> np.ndarray:
