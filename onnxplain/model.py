@@ -187,7 +187,8 @@ class OnnxModel:
         if self.color == "bgr" and self.input.channels == 3:
             x = x[..., ::-1]
         if self.input.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
+            # One channel: the same bytes in another shape, no copy.
+            x = x.reshape(x.shape[0], 1, *x.shape[1:3]) if x.shape[3] == 1 else x.transpose(0, 3, 1, 2)
         elif self.input.layout == "NHW":
             x = x[..., 0]
         if self.input.dtype == np.uint8:

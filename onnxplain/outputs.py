@@ -86,7 +86,11 @@ class OutputReader:
     def read(self, raw: np.ndarray, class_index: int | None = None) -> ModelOutput:
         """Turn a raw output batch into probabilities and a mask of class `class_index` (default: this reader's)."""
         class_index = self.class_index if class_index is None else class_index
-        if not np.isfinite(raw).all():
+        # A sum is NaN or infinite when any value is (or, rarely, when huge values overflow): check
+        # every value only then, which saves a full boolean copy of the output per batch.
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = raw.sum(dtype=np.float64)
+        if not np.isfinite(total) and not np.isfinite(raw).all():
             raise OnnxplainError(
                 f"the model output '{self.name}' contains NaN or infinite values; check the input "
                 "normalisation (scale, mean, std) and that the model works on this kind of image",

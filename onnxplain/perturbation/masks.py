@@ -94,7 +94,7 @@ class FeatureMasks(MaskSource):
         super().__init__(features.shape)
         self.features = np.asarray(features, dtype=np.intp)
         self.n_features = int(self.features.max()) + 1 if self.features.size else 0
-        if self.features.size and (self.features.min() < 0 or len(np.unique(self.features)) != self.n_features):
+        if self.features.size and (self.features.min() < 0 or not np.bincount(self.features.ravel()).all()):
             raise PluginError(f"{type(self).__name__} got feature labels that are not 0 to {self.n_features - 1} "
                               "without gaps; number them with numpy.unique(labels, return_inverse=True)")
 

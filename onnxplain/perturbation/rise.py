@@ -222,8 +222,8 @@ def per_pixel_maps_max(scores: np.ndarray, source: MaskSource, *, memory_bytes: 
     source : MaskSource
         The masks the scores came from.
     memory_bytes : int
-        Budget of the merge: a quarter (at most 256 masks) for the masks made again, the rest
-        shared by one block of per-pixel maps and the product added to it.
+        Budget of the merge: a quarter (at most 256 masks) for the masks made again; the rest for
+        one block of per-pixel maps, the product added to it, and the small per-pixel vectors.
 
     Returns
     -------
@@ -232,7 +232,9 @@ def per_pixel_maps_max(scores: np.ndarray, source: MaskSource, *, memory_bytes: 
     count, region_pixels = scores.shape
     pixels = math.prod(source.spatial)
     mask_batch = int(min(_REMAKE_BATCH, max(1, memory_bytes // (4 * 4 * pixels))))
-    block = int(max(1, (memory_bytes - 4 * pixels * mask_batch) // (2 * 4 * pixels)))
+    vectors = 4 * 8 * pixels  # kept, its inverse, the best values, a mask row sum: float64 at most
+    # Each region pixel of a block costs a row of maps and of their product, and a column of centred scores.
+    block = int(max(1, (memory_bytes - 4 * pixels * mask_batch - vectors) // (4 * (2 * pixels + mask_batch))))
     kept = np.zeros(pixels)
     for start, stop in batches(count, mask_batch):
         kept += source.batch(start, stop).masks.reshape(stop - start, pixels).sum(axis=0, dtype=np.float64)

@@ -47,6 +47,9 @@ def superpixels(image: np.ndarray, segments: str = "slic", *, n_segments: int = 
         labels = _skimage(image, segments, n_segments)
     else:
         labels = read_labels(Path(segments), spatial)
+    labels = np.asarray(labels)
+    if labels.min() == 0 and np.bincount(labels.ravel()).all():  # already 0..F-1 without gaps
+        return labels.astype(np.intp, copy=False)
     return np.unique(labels, return_inverse=True)[1].reshape(spatial)  # 0..F-1, in label order
 
 
