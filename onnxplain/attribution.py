@@ -125,8 +125,7 @@ class Attribution:
 
         out = Path(out_dir)
         pictures = render.pictures(self, color_map=color_map)
-        record = {**self.full_record(), **(extra or {})}
-        io.check_json(record)  # a record that cannot be written fails before any file is
+        record = io.json_text({**self.full_record(), **(extra or {})})  # fails, if it must, before any file is
         arrays = {file: getattr(self, name) for name, file in _ARRAYS.items()}
         if self.region is not None:
             arrays["region"] = self.region
@@ -136,7 +135,7 @@ class Attribution:
         arrays.update(self.arrays)
         written = [io.save_npy(np.asarray(array), out / f"{name}.npy") for name, array in arrays.items()]
         written += [io.save_png(picture, out / f"{name}.png") for name, picture in pictures.items()]
-        written.append(io.save_json(record, out / "explanation.json"))
+        written.append(io.save_text(record, out / "explanation.json"))
         return written
 
     @classmethod

@@ -120,21 +120,29 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_json(record: dict, path: str | Path) -> Path:
-    """Write a JSON record atomically, indented for people to read."""
+def json_text(record: dict) -> str:
+    """`record` as JSON text indented for people to read, or an `OnnxplainError` naming the key JSON cannot hold."""
+    try:
+        return json.dumps(record, indent=2, default=_json_default) + "\n"
+    except (TypeError, ValueError):
+        for key, value in record.items():  # only on failure: find the value to name
+            try:
+                json.dumps(value, default=_json_default)
+            except (TypeError, ValueError) as error:
+                raise OnnxplainError(f"the record's {key!r} cannot be written as JSON: {error}") from error
+        raise
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    """Write text atomically."""
     with atomic_write(path, "w") as stream:
-        json.dump(record, stream, indent=2, default=_json_default)
-        stream.write("\n")
+        stream.write(text)
     return Path(path)
 
 
-def check_json(record: dict) -> None:
-    """Raise `OnnxplainError` naming the first value of `record` that JSON cannot hold."""
-    for key, value in record.items():
-        try:
-            json.dumps(value, default=_json_default)
-        except (TypeError, ValueError) as error:
-            raise OnnxplainError(f"the record's {key!r} cannot be written as JSON: {error}") from error
+def save_json(record: dict, path: str | Path) -> Path:
+    """Write a JSON record atomically, indented for people to read."""
+    return save_text(json_text(record), path)
 
 
 def _json_default(value: object) -> object:

@@ -70,19 +70,25 @@ def parse_parameters(plugin: type, pairs: typing.Iterable[str]) -> dict[str, typ
     >>> parse_parameters(Hdm, ["offset=5", "fill=mean", "normalize=no"])
     {'offset': 5, 'fill': 'mean', 'normalize': False}
     """
-    accepted = accepted_parameters(plugin)
     hints = _hints(plugin)
-    label = getattr(plugin, "name", "") or plugin.__name__
     values = {}
     for pair in pairs:
         name, separator, text = pair.partition("=")
         name = name.strip().replace("-", "_")
         if not separator:
             raise PluginError(f"{pair!r} is not NAME=VALUE")
-        if name not in accepted:
-            raise PluginError(f"{label!r} has no parameter {name!r}; its parameters: {', '.join(accepted) or 'none'}")
-        values[name] = _coerce(text.strip(), hints.get(name, str), name)
+        check_names(plugin, [name])
+        values[name] = _coerce(text.strip(), hints[name], name)
     return values
+
+
+def check_names(plugin: type, names: typing.Iterable[str], *, label: str | None = None) -> None:
+    """Raise `PluginError` for the first of `names` that `plugin`'s constructor does not take, listing those it does."""
+    accepted = accepted_parameters(plugin)
+    unknown = [name for name in names if name not in accepted]
+    if unknown:
+        label = label or getattr(plugin, "name", "") or plugin.__name__
+        raise PluginError(f"{label!r} has no parameter {unknown[0]!r}; its parameters: {', '.join(accepted) or 'none'}")
 
 
 def _coerce(text: str, annotation: object, name: str) -> object:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onnxplain.errors import PluginError
-from onnxplain.parameters import accepted_parameters
+from onnxplain.parameters import accepted_parameters, check_names
 
 GROUPS = {
     "method": "onnxplain.methods",
@@ -129,11 +129,7 @@ class Registry:
             When the plugin cannot be imported, or rejects the parameters.
         """
         plugin = self.get(kind, name)
-        accepted = accepted_parameters(plugin)
-        unknown = sorted(set(parameters) - set(accepted))
-        if unknown:
-            listed = ", ".join(accepted) or "none"
-            raise PluginError(f"{name!r} has no parameter {unknown[0]!r}; its parameters: {listed}")
+        check_names(plugin, sorted(parameters), label=name)
         try:
             instance = plugin(**parameters)
         except TypeError as error:

@@ -16,7 +16,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from onnxplain import io
-from onnxplain.attribution import Attribution
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric
 from onnxplain.method import Method, make_baseline
@@ -185,8 +184,8 @@ def evaluate(
         baseline = make_baseline(model, item.image, target, segment=item.segment)  # shared by every method
         for method in methods:
 
-            def run(image: np.ndarray, method: Method = method, item: Item = item):
-                return method.attribute(model, image, target, segment=item.segment, batch_size=batch_size)
+            def explain_map(image: np.ndarray, method: Method = method, item: Item = item) -> np.ndarray:
+                return method.attribute(model, image, target, segment=item.segment, batch_size=batch_size).map
 
             started = time.perf_counter()
             attribution = method.attribute(model, item.image, target, baseline=baseline, batch_size=batch_size)
@@ -194,7 +193,7 @@ def evaluate(
                    "score": attribution.record.get("score", {}).get("name", ""),
                    "explain_seconds": round(time.perf_counter() - started, 3)}
             context = EvaluationContext.from_attribution(
-                attribution, model, target=baseline.target, explain=_map_of(run), masks=item.masks, seed=seed,
+                attribution, model, target=baseline.target, explain=explain_map, masks=item.masks, seed=seed,
                 batch_size=batch_size,
             )
             for metric in metrics:
@@ -208,11 +207,6 @@ def evaluate(
     if not table.rows:
         raise OnnxplainError("there were no images to evaluate")
     return table
-
-
-def _map_of(run: Callable[[np.ndarray], Attribution]) -> Callable[[np.ndarray], np.ndarray]:
-    """The map alone of what `run` attributes."""
-    return lambda image: run(image).map
 
 
 def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator[Item]:

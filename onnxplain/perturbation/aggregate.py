@@ -47,6 +47,7 @@ class Aggregator(ABC):
         self.check(source)
         self.source = source
         self.features = source.features if source.features is not None else np.zeros(source.spatial, np.intp)
+        self.n_features = int(self.features.max()) + 1
         self.baseline_value = float(baseline_value)
         self._begin()
 
@@ -169,13 +170,10 @@ class LinearSurrogate(Aggregator):
         self.ridge = ridge
 
     def _begin(self) -> None:
-        size = self._features() + 1
+        size = self.n_features + 1
         self._gram = np.zeros((size, size))
         self._moment = np.zeros(size)
         self._weights: np.ndarray | None = None
-
-    def _features(self) -> int:
-        return int(self.features.max()) + 1
 
     def sample_weights(self, coalitions: np.ndarray) -> np.ndarray:
         """The kernel's weight of each coalition (rows of booleans)."""
@@ -220,11 +218,10 @@ class ShapleyEstimate(Aggregator):
     needs_features = True
 
     def _begin(self) -> None:
-        features = int(self.features.max()) + 1
-        self._sums = np.zeros(features)
-        self._counts = np.zeros(features, np.int64)
+        self._sums = np.zeros(self.n_features)
+        self._counts = np.zeros(self.n_features, np.int64)
         self._empty: float | None = None
-        self._previous: tuple[np.ndarray, float] | None = None
+        self._previous: tuple[np.ndarray, int, float] | None = None  # coalition, its size, its value
         self._values: np.ndarray | None = None
 
     def add(self, batch: MaskBatch, values: np.ndarray) -> None:
@@ -232,12 +229,12 @@ class ShapleyEstimate(Aggregator):
             size = int(coalition.sum())
             if size == 0:
                 self._empty = value
-            elif self._previous is not None and size == self._previous[0].sum() + 1 and \
+            elif self._previous is not None and size == self._previous[1] + 1 and \
                     (coalition >= self._previous[0]).all():
-                self._credit(coalition & ~self._previous[0], value - self._previous[1])
+                self._credit(coalition & ~self._previous[0], value - self._previous[2])
             elif size == 1 and self._empty is not None:
                 self._credit(coalition, value - self._empty)
-            self._previous = (coalition, value)
+            self._previous = (coalition, size, value)
 
     def _credit(self, added: np.ndarray, contribution: float) -> None:
         feature = int(np.flatnonzero(added)[0])

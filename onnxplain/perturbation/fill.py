@@ -17,26 +17,18 @@ Fill = str | float | Sequence[float]
 
 def check_fill(fill: Fill, *, name: str = "fill") -> Fill:
     """Return `fill` in a canonical form (a name, a float or a tuple of floats) or say why it is no fill."""
-    if isinstance(fill, str):
-        if fill in FILLS:
-            return fill
-        try:
-            values = tuple(float(v) for v in fill.split(","))
-        except ValueError:
-            raise OnnxplainError(
-                f"{name} must be one of {', '.join(FILLS)}, a number or one number per channel, got {fill!r}",
-                parameters=(name,),
-            ) from None
-        return values[0] if len(values) == 1 else values
+    if isinstance(fill, str) and fill in FILLS:
+        return fill
     if isinstance(fill, (int, float)):
         return float(fill)
     try:
-        return tuple(float(v) for v in fill)
+        values = tuple(float(v) for v in (fill.split(",") if isinstance(fill, str) else fill))
     except (TypeError, ValueError):
         raise OnnxplainError(
             f"{name} must be one of {', '.join(FILLS)}, a number or one number per channel, got {fill!r}",
             parameters=(name,),
         ) from None
+    return values[0] if isinstance(fill, str) and len(values) == 1 else values
 
 
 def fill_image(image: np.ndarray, fill: Fill, *, blur_sigma: float = 10.0) -> np.ndarray | float:

@@ -30,17 +30,25 @@ class ShapleyKernelCoalitions(FeatureMasks):
         return 2 if self.n_features < 2 else self.n_samples
 
     def _coalitions(self, start: int, stop: int) -> np.ndarray:
-        return np.array([self._coalition(i) for i in range(start, stop)]).reshape(stop - start, self.n_features)
+        coalitions = np.zeros((stop - start, self.n_features), bool)
+        drawn: dict[int, np.ndarray] = {}  # each pair drawn once per batch, for both its masks
+        for row, index in enumerate(range(start, stop)):
+            if index < 2:
+                coalitions[row] = index == 1
+                continue
+            pair, complement = divmod(index - 2, 2)
+            if pair not in drawn:
+                drawn[pair] = self._pair(pair)
+            coalitions[row] = ~drawn[pair] if complement else drawn[pair]
+        return coalitions
 
-    def _coalition(self, index: int) -> np.ndarray:
-        if index < 2:
-            return np.full(self.n_features, index == 1)
-        pair, complement = divmod(index - 2, 2)
+    def _pair(self, pair: int) -> np.ndarray:
+        """The first coalition of pair `pair`; its complement is the second."""
         rng = np.random.default_rng([self.seed, pair])
         size = rng.choice(self._sizes, p=self._probabilities)
         kept = np.zeros(self.n_features, bool)
         kept[rng.choice(self.n_features, size=size, replace=False)] = True
-        return ~kept if complement else kept
+        return kept
 
 
 class KernelShap(SuperpixelMethod):

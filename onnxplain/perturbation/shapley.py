@@ -31,9 +31,12 @@ class PermutationCoalitions(FeatureMasks):
 
     def _coalitions(self, start: int, stop: int) -> np.ndarray:
         coalitions = np.zeros((stop - start, self.n_features), bool)
+        orders: dict[int, np.ndarray] = {}  # each permutation drawn once per batch, not once per mask
         for row, index in enumerate(range(max(start, 1), stop), start=max(start, 1) - start):
             p, step = divmod(index - 1, self.n_features)
-            coalitions[row, self.permutation(p)[: step + 1]] = True
+            if p not in orders:
+                orders[p] = self.permutation(p)
+            coalitions[row, orders[p][: step + 1]] = True
         return coalitions
 
 
