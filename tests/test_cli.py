@@ -9,7 +9,7 @@ from PIL import Image
 
 from onnxplain import cli
 from onnxplain.perturbation.hdm import Hdm
-from onnxplain.registry import GROUPS, Registry, plugins
+from onnxplain.registry import GROUPS, plugins
 
 
 @pytest.fixture
@@ -145,6 +145,13 @@ class Exploding(Hdm):
         raise ZeroDivisionError("plugin bug")
 
 
+def use_entry_points(monkeypatch, entry_points):
+    """Make the shared plugin registry see `entry_points` for the rest of the test."""
+    monkeypatch.setattr(plugins, "_entry_points", entry_points)
+    monkeypatch.setattr(plugins, "_found", {})
+    monkeypatch.setattr(plugins, "_loaded", {})
+
+
 @pytest.fixture
 def exploding_plugin(monkeypatch):
     entries = [EntryPoint("exploding", "test_cli:Exploding", GROUPS["method"])]
@@ -153,10 +160,7 @@ def exploding_plugin(monkeypatch):
     def entry_points(group):
         return [e for e in entries if e.group == group] + list(installed(group=group))
 
-    registry = Registry(entry_points)
-    monkeypatch.setattr(cli, "plugins", registry)
-    monkeypatch.setattr("onnxplain.api.plugins", registry)
-    monkeypatch.setattr("onnxplain.perturbation.engine.plugins", registry)
+    use_entry_points(monkeypatch, entry_points)
 
 
 def test_a_plugin_that_raises_is_named_and_debug_shows_the_traceback(runner, brightness, square_png, tmp_path,
@@ -173,7 +177,7 @@ def test_a_plugin_that_raises_is_named_and_debug_shows_the_traceback(runner, bri
 
 def test_broken_exporter_stays_listed_and_explains_itself(runner, monkeypatch):
     entries = [EntryPoint("tensorflow", "onnxplain_no_such_module:Exporter", GROUPS["exporter"])]
-    monkeypatch.setattr(cli, "plugins", Registry(lambda group: [e for e in entries if e.group == group]))
+    use_entry_points(monkeypatch, lambda group: [e for e in entries if e.group == group])
     listing = run(runner, "export", "--help")
     assert listing.exit_code == 0 and "tensorflow" in listing.output and "broken" in listing.output
     assert_one_line_error(run(runner, "export", "tensorflow"), "failed to import: ModuleNotFoundError")
@@ -225,9 +229,7 @@ class NeedsGradients(Hdm):
 def test_a_method_the_model_cannot_serve(runner, brightness, square_png, tmp_path, monkeypatch):
     entries = [EntryPoint("needs-gradients", "test_cli:NeedsGradients", GROUPS["method"])]
     installed = plugins._entry_points
-    registry = Registry(lambda group: [e for e in entries if e.group == group] + list(installed(group=group)))
-    monkeypatch.setattr(cli, "plugins", registry)
-    monkeypatch.setattr("onnxplain.api.plugins", registry)
+    use_entry_points(monkeypatch, lambda group: [e for e in entries if e.group == group] + list(installed(group=group)))
     result = run(runner, "explain", brightness(), square_png, "--method", "needs-gradients", "--out", tmp_path / "o")
     assert_one_line_error(result, "method 'needs-gradients' needs the model's gradients, which OnnxModel cannot give")
     assert not (tmp_path / "o").exists()

@@ -1,0 +1,111 @@
+"""``onnxplain explain`` and ``onnxplain demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from onnxplain import io, render
+from onnxplain.cli.common import (
+    create_method,
+    create_plugin,
+    method_params,
+    model_options,
+    open_model,
+    progress_bar,
+    read_model_image,
+)
+from onnxplain.errors import OnnxplainError
+from onnxplain.model import DEVICES, OnnxModel
+from onnxplain.registry import plugins
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+@click.option("--segment", type=click.Path(path_type=Path), default=None,
+              help="Ground-truth segment (an image, non-zero = in the segment) [default: the model's own prediction].")
+@click.option("--method", "methods", multiple=True, default=("hdm",), show_default=True,
+              help="Method: hdm, rise, occlusion, ablation, lime, kernel-shap, shapley, or any installed one "
+                   "(see `onnxplain plugins`); repeatable, and several share the unperturbed forward pass.")
+@click.option("-p", "--param", "params", multiple=True, metavar="[METHOD:]NAME=VALUE",
+              help="A parameter of the method, e.g. -p offset=5; with several methods, -p hdm:offset=5.")
+@click.option("--score", default=None,
+              help="Score: hausdorff, dice, class-score, or an installed one [default: the method's].")
+@click.option("--score-param", "score_params", multiple=True, metavar="NAME=VALUE", help="A parameter of the score.")
+@click.option("--target", default="class", show_default=True,
+              help="What to explain: class, mask:PATH, box:X0,Y0,X1,Y1 or pixels:X,Y;X,Y.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: onnxplain-out/IMAGE-METHOD]; with several methods, one subfolder each.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--per-pixel-max", is_flag=True,
+              help="For RISE: also merge the per-pixel maps by their maximum (rise_max.npy, rise_max.png); "
+                   "the same as -p per_pixel_max=true.")
+@click.option("--color-map", default="jet", show_default=True, help="Matplotlib colormap of the pictures.")
+@model_options
+def explain(model_path, image_path, segment, methods, params, score, score_params, target, out, seed,
+            per_pixel_max, color_map, **model_settings):
+    """Explain which pixels of IMAGE made MODEL (an .onnx file) segment what it segmented."""
+    from onnxplain.method import make_baseline
+    from onnxplain.targets import Target
+
+    if per_pixel_max:
+        if "rise" not in methods:
+            raise OnnxplainError("--per-pixel-max is an option of RISE; add --method rise")
+        params = (*params, "rise:per_pixel_max=true" if len(methods) > 1 else "per_pixel_max=true")
+    model = open_model(model_path, model_settings)
+    image = read_model_image(image_path, model)
+    ground_truth = io.read_mask(segment) if segment is not None else None
+    scorer = create_plugin("score", score, score_params) if score else None
+    chosen = [create_method(name, method_params(params, name, methods), seed=seed, score=scorer)
+              for name in methods]
+    goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
+    baseline = make_baseline(model, image, goal, segment=ground_truth)
+    totals = [method.count(baseline.image) or 0 for method in chosen]  # every method's masks, checked before any runs
+    base_out = out or Path("onnxplain-out") / (f"{image_path.stem}-{methods[0]}" if len(methods) == 1
+                                               else image_path.stem)
+    for name, method, total in zip(methods, chosen, totals, strict=True):
+        with progress_bar(total, f"{name} ({total} images)") as update:
+            result = method.attribute(model, baseline.image, goal, baseline=baseline,
+                                      batch_size=model_settings["batch_size"], progress=update)
+        folder = base_out if len(methods) == 1 else base_out / name
+        extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
+        written = result.save(folder, color_map=color_map, extra=extra)
+        seconds = result.seconds
+        click.echo(
+            f"{name} with {result.record.get('score', {}).get('name', 'its score')}: {len(result.values)} images "
+            f"in {seconds['total']:.1f} s (inference {seconds.get('inference', 0.0):.1f} s on {model.device}); "
+            f"{len(written)} files in {folder}"
+        )
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("onnxplain-demo"), show_default=True,
+              help="Output folder.")
+@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Bundled sample to explain.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+def demo(out, sample, device, batch_size):
+    """Explain a bundled testnet sample with HDM and RISE and write the pictures."""
+    from onnxplain import data
+    from onnxplain.method import make_baseline
+
+    model = OnnxModel(data.testnet_model_path(), device=device, batch_size=batch_size)
+    chosen = data.load_sample(sample)
+    baseline = make_baseline(model, chosen.image)
+    pictures = [render.picture(chosen.image), render.mask_overlay(chosen.image, baseline.output.mask[0])]
+    titles = [f"sample {sample} (decider: {chosen.decider_shape})", "model's segment"]
+    for name in ("hdm", "rise"):
+        method = plugins.create("method", name)  # each method with its defaults
+        total = method.count(baseline.image)
+        with progress_bar(total, f"{name} ({total} images)") as update:
+            result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
+        result.save(out / name, extra={"sample": sample})
+        pictures.append(render.overlay(result.image, result.map))
+        titles.append(f"{name} ({result.record['score']['name']})")
+    summary = render.grid(pictures, titles, columns=4)
+    io.save_png(summary, out / "demo.png")
+    click.echo(f"wrote {out / 'demo.png'} and the maps of each method in {out}/hdm and {out}/rise")
+
+

@@ -1,0 +1,71 @@
+"""``onnxplain plugins``, ``onnxplain testnet`` and ``onnxplain export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from onnxplain import testnet
+from onnxplain.errors import PluginError
+from onnxplain.registry import plugins
+
+
+@click.command("plugins")
+def list_plugins():
+    """List installed plugins: kind, name, package, version and status."""
+    rows = [("KIND", "NAME", "PACKAGE", "VERSION", "STATUS")]
+    problems = []
+    for info in plugins.describe():
+        rows.append((info.kind, info.name, info.distribution, info.version, info.status))
+        if info.error:
+            problems.append(f"  {info.kind} {info.name!r} ({info.target}): {info.error}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if problems:
+        click.echo("\nBroken plugins (the others work):\n" + "\n".join(problems))
+
+
+@click.group("testnet")
+def testnet_group():
+    """The testnet dataset: the decider shape on the right picks the segment on the left."""
+
+
+@testnet_group.command("generate")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of samples.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the dataset.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write.")
+def testnet_generate(count, seed, out):
+    """Write COUNT samples: images/, segments/, shapes/{target,decider,distractor}/, samples.csv."""
+    testnet.write_dataset(out, count, seed=seed)
+    click.echo(f"wrote {count} testnet samples (seed {seed}) to {out}")
+
+
+class _ExportGroup(click.Group):
+    """One subcommand per installed exporter plugin; a broken one stays listed, marked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(plugins.names("exporter"))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in plugins.names("exporter"):
+            return None
+        try:
+            return plugins.create("exporter", name).command()
+        except PluginError as error:
+            return _broken_command(name, error)
+
+
+def _broken_command(name: str, error: PluginError) -> click.Command:
+    def fail() -> None:
+        raise error
+
+    return click.Command(name, callback=fail, help=f"(broken) {error}", short_help="(broken plugin) see its --help")
+
+
+@click.group("export", cls=_ExportGroup)
+def export_group():
+    """Export a model of another framework to ONNX (exporters are plugins)."""
+
+
