@@ -108,6 +108,8 @@ class OnnxModel:
             raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
 
         self.path = Path(path)
+        self._settings = dict(layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std,
+                              output=output, class_index=class_index, activation=activation, threshold=threshold)
         graph = load_graph(self.path)
         self._session = _create_session(self.path, device)
         self.providers: list[str] = self._session.get_providers()
@@ -130,6 +132,10 @@ class OnnxModel:
         self._sha256: str | None = None
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
+
+    def reopen(self, path: str | Path) -> OnnxModel:
+        """Load another ONNX file (a re-initialised copy of this model, say) with this model's settings."""
+        return OnnxModel(path, device=self.device, batch_size=self.batch_size, **self._settings)
 
     def _reader(self, name: str) -> OutputReader:
         """The reader of output `name`, made once (it settles the activation on its first batch)."""
