@@ -99,18 +99,19 @@ class Attribution:
         }
 
     def save(self, out_dir: str | Path, *, color_map: str = "jet", extra: dict | None = None) -> list[Path]:
-        """Write the arrays, the pictures and ``explanation.json`` into `out_dir`.
+        """Write the arrays, the pictures and ``explanation.json`` into `out_dir`, whole or not at all.
 
         Files: ``saliency.npy``, ``distances.npy`` (one value per evaluation), ``image.npy``,
         ``segment.npy``, ``region.npy`` (for a region target), ``NAME.npy`` for each of `arrays`,
-        the pictures of `onnxplain.render.pictures`, and ``explanation.json``. Every picture is
-        made before anything is written, and each file is written to a temporary name and
-        renamed, so a failure leaves no half-written file.
+        the pictures of `onnxplain.render.pictures`, and ``explanation.json``. The folder is
+        written under a temporary name and renamed once whole (see `onnxplain.io.output_folder`):
+        a failure or an interruption leaves no partial result, and an earlier result in the folder
+        is replaced, not mixed with this one.
 
         Parameters
         ----------
         out_dir : str or Path
-            Folder, created if needed.
+            Folder, created if needed; an existing one must be empty or an earlier result.
         color_map : str
             Matplotlib colormap of the pictures.
         extra : dict, optional
@@ -121,9 +122,19 @@ class Attribution:
         list of Path
             The files written.
         """
+        out = Path(out_dir)
+        with io.output_folder(out) as staging:
+            names = self.write(staging, color_map=color_map, extra=extra)
+        return [out / name for name in names]
+
+    def write(self, folder: Path, *, color_map: str = "jet", extra: dict | None = None) -> list[str]:
+        """Write the files of `save` into `folder`, an existing folder being staged (`onnxplain.io.output_folder`).
+
+        Every picture and the JSON text are made before the first file is written. Returns the
+        names of the files written.
+        """
         from onnxplain import render  # render reads attributions; imported here to keep this module plain
 
-        out = Path(out_dir)
         pictures = render.pictures(self, color_map=color_map)
         record = io.json_text({**self.full_record(), **(extra or {})})  # fails, if it must, before any file is
         arrays = {file: getattr(self, name) for name, file in _ARRAYS.items()}
@@ -133,10 +144,12 @@ class Attribution:
         if clash:
             raise OnnxplainError(f"a method's arrays may not be named {sorted(clash)}: those files are taken")
         arrays.update(self.arrays)
-        written = [io.save_npy(np.asarray(array), out / f"{name}.npy") for name, array in arrays.items()]
-        written += [io.save_png(picture, out / f"{name}.png") for name, picture in pictures.items()]
-        written.append(io.save_text(record, out / "explanation.json"))
-        return written
+        for name, array in arrays.items():
+            io.save_npy(np.asarray(array), folder / f"{name}.npy")
+        for name, picture in pictures.items():
+            io.save_png(picture, folder / f"{name}.png")
+        io.save_text(record, folder / "explanation.json")
+        return [f"{name}.npy" for name in arrays] + [f"{name}.png" for name in pictures] + ["explanation.json"]
 
     @classmethod
     def load(cls, folder: str | Path) -> Attribution:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +36,10 @@ def read_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
     with _open(path, "image") as picture:
         if channels not in (None, 1, 3):
             raise OnnxplainError(f"images can be read with 1 or 3 channels, not {channels}")
-        if picture.mode in ("I;16", "I;16B", "I;16L", "I") and channels in (None, 1):
+        if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # Pillow's own conversion of 16-bit samples to RGB clips them at 255 (a 0/1 image).
             array = np.asarray(picture, dtype=np.float32) / 65535.0
-            return array[:, :, None]
+            return np.repeat(array[:, :, None], channels or 1, axis=2)
         if channels is None:
             channels = 1 if picture.mode in ("1", "L", "LA", "I", "F") else 3
         picture = picture.convert("L" if channels == 1 else "RGB")
@@ -63,6 +66,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 @contextlib.contextmanager
 def _open(path: str | Path, what: str) -> Iterator[Image.Image]:
     path = Path(path)
+    if path.is_dir():
+        raise OnnxplainError(f"{path} is a folder, not an {what} file")
     if not path.is_file():
         raise OnnxplainError(f"{what} file not found: {path}")
     try:
@@ -101,6 +106,107 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a file that appears at `path`, whole, only once writing succeeded (see `atomic_path`)."""
     with atomic_path(path) as temporary, open(temporary, mode) as stream:
         yield stream
+
+
+RESULT_FILES = ("explanation.json", "evaluation.json", "demo.png")
+"""Files that mark a folder as one onnxplain wrote, which a new result may replace."""
+
+_MIN_FREE_BYTES = 1 << 20
+
+
+def is_result_folder(path: Path) -> bool:
+    """Whether `path` is a folder onnxplain wrote: it holds a result file, or only such folders."""
+    if any((path / name).is_file() for name in RESULT_FILES):
+        return True
+    entries = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
+    return bool(entries) and all(entry.is_dir() and is_result_folder(entry) for entry in entries)
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """Refuse, before any work, an output folder that cannot take a result.
+
+    A path that is a file, a folder holding files onnxplain did not write (which replacing it
+    would delete), or one whose parent is a file, is refused with the fix.
+
+    Returns
+    -------
+    Path
+        `path`, absolute.
+    """
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise OnnxplainError(f"the output {path} is a file, not a folder; give a folder", parameters=("out",))
+    if path.is_dir() and any(path.iterdir()) and not is_result_folder(path):
+        raise OnnxplainError(
+            f"the output folder {path} holds files that onnxplain did not write, which saving a result "
+            "there would replace; give a new or empty folder", parameters=("out",))
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OnnxplainError(f"cannot create the output folder {path}: {parent} is a file",
+                                     parameters=("out",))
+            break
+    return path
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path, *, needed_bytes: int = 0) -> Iterator[Path]:
+    """Stage a result folder: an empty temporary folder beside `path`, which replaces `path` whole
+    once the block succeeds and is removed if it fails or is interrupted.
+
+    Enter it before the work: an output that cannot be written (a file, a read-only or full disk,
+    a folder of someone else's files) is refused before anything is computed. Files of an earlier
+    result at `path` are gone afterwards, never mixed with the new ones; a failure leaves `path`
+    as it was.
+
+    Parameters
+    ----------
+    path : str or Path
+        The result folder.
+    needed_bytes : int
+        About how much the result will take; the disk must have that much free.
+
+    Yields
+    ------
+    Path
+        The staging folder to write into.
+    """
+    path = check_output_folder(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    except OSError as error:
+        raise OnnxplainError(f"cannot write the output folder {path}: {error.strerror or error}; "
+                             "choose a folder you can write to", parameters=("out",)) from error
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    try:
+        free = shutil.disk_usage(staging).free
+        if free < max(needed_bytes, _MIN_FREE_BYTES):
+            raise OnnxplainError(
+                f"the disk of {path} has {free / 2**20:.1f} MiB free, less than the "
+                f"{max(needed_bytes, _MIN_FREE_BYTES) / 2**20:.1f} MiB the result needs; free space or "
+                "choose another folder", parameters=("out",))
+        yield staging
+        _replace_folder(staging, path)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise OnnxplainError(f"could not write the result in {path}: {error.strerror}; nothing was written "
+                                 "there; free space or choose another folder", parameters=("out",)) from error
+        raise
+
+
+def _replace_folder(staging: Path, path: Path) -> None:
+    """Move `staging` to `path`; an earlier folder there is moved aside first and then deleted."""
+    if not path.exists():
+        os.replace(staging, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / path.name)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_png(image: Image.Image | np.ndarray, path: str | Path) -> Path:

@@ -13,13 +13,15 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from onnxplain.batching import batches
+from onnxplain.batching import batches, out_of_memory
 from onnxplain.errors import OnnxplainError, first_line
 from onnxplain.outputs import ModelOutput, OutputReader
+from onnxplain.resizing import resize_batch
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,11 +50,17 @@ class OnnxModel:
     channels : int, optional
         Image channels, needed only when the model's input leaves the channel axis symbolic.
     color : {'rgb', 'bgr'}
-        Channel order the model expects for 3-channel images (images are read as RGB).
+        Channel order the model expects for 3-channel images (images are read as RGB and flipped
+        before normalising when this is ``'bgr'``).
     scale, mean, std : float or sequence of float
         Normalisation applied after perturbation: ``(image * scale - mean) / std``, where images are
-        in [0, 1]. ``mean`` and ``std`` take one value or one per channel. `scale` defaults to 1,
-        or to 255 for models whose input is uint8 (raw 0-255 pixels).
+        in [0, 1]. ``mean`` and ``std`` take one value or one per channel, **in the channel order
+        the model receives** (B, G, R for a ``'bgr'`` model), as model cards write them. `scale`
+        defaults to 1, or to 255 for models whose input is uint8 (raw 0-255 pixels).
+    resize : bool
+        For a model of fixed input size: resize every image (perturbed ones included) to that
+        size before it runs, and its output back to the image's size, so images of any size can
+        be explained and every map, target and segment stays in the image's own pixels.
     output : int or str
         Which model output to explain by default, by index or name; a `Target` may name another.
     class_index : int
@@ -97,6 +105,7 @@ class OnnxModel:
         class_index: int = 0,
         activation: str = "auto",
         threshold: float | None = None,
+        resize: bool = False,
     ):
         _check_choice("device", device, DEVICES)
         _check_choice("color", color, COLORS)
@@ -108,8 +117,9 @@ class OnnxModel:
             raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
 
         self.path = Path(path)
-        self._settings = dict(layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std,
-                              output=output, class_index=class_index, activation=activation, threshold=threshold)
+        self._settings: dict[str, Any] = dict(
+            layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std, output=output,
+            class_index=class_index, activation=activation, threshold=threshold, resize=resize)
         graph = load_graph(self.path)
         self._session = _create_session(self.path, device)
         self.providers: list[str] = self._session.get_providers()
@@ -129,6 +139,9 @@ class OnnxModel:
         self._readers: dict[str, OutputReader] = {}
         self.reader = self._reader(self.output_name)
         self.reader.class_index = _check_class(class_index)
+        height, width = self.input.height, self.input.width
+        self.resize_to = (height, width) if resize and height is not None and width is not None else None
+        """The model's own size that images are resized to, when `resize` applies."""
         self._sha256: str | None = None
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
@@ -148,6 +161,8 @@ class OnnxModel:
     @property
     def spatial_shape(self) -> tuple[int | None, ...]:
         """The input's spatial size, one entry per axis (None where the model takes any size)."""
+        if self.resize_to is not None:
+            return (None, None)
         return (self.input.height, self.input.width)
 
     # --- image side -------------------------------------------------------------------------
@@ -175,11 +190,12 @@ class OnnxModel:
                 f"the image has {channels} channel(s) but the model takes {self.input.channels}; "
                 "convert the image (grayscale or RGB) to match"
             )
-        expected = (self.input.height, self.input.width)
+        expected = self.spatial_shape
         if (expected[0] is not None and expected[0] != height) or (expected[1] is not None and expected[1] != width):
             raise OnnxplainError(
                 f"the image is {width}x{height} (width x height) but the model takes "
-                f"{_size_text(expected)}; resize the image to the model's input size"
+                f"{_size_text(expected)}; resize the image to the model's input size, or let onnxplain resize it",
+                parameters=("resize",),
             )
         if not np.isfinite(image).all():
             raise OnnxplainError("the image contains NaN or infinite values")
@@ -187,11 +203,11 @@ class OnnxModel:
 
     def to_tensor(self, images: np.ndarray) -> np.ndarray:
         """Normalise a batch (n, H, W, C) in image space and arrange it as the model input."""
-        x = images
-        if self.scale != 1 or self.mean.any() or (self.std != 1).any():
-            x = images * (self.scale / self.std) - (self.mean / self.std)  # (x * scale - mean) / std
+        x = images if self.resize_to is None else resize_batch(images, self.resize_to)
         if self.color == "bgr" and self.input.channels == 3:
-            x = x[..., ::-1]
+            x = x[..., ::-1]  # before normalising: mean and std are in the model's channel order
+        if self.scale != 1 or self.mean.any() or (self.std != 1).any():
+            x = x * (self.scale / self.std) - (self.mean / self.std)  # (x * scale - mean) / std
         if self.input.layout == "NCHW":
             # One channel: the same bytes in another shape, no copy.
             x = x.reshape(x.shape[0], 1, *x.shape[1:3]) if x.shape[3] == 1 else x.transpose(0, 3, 1, 2)
@@ -230,7 +246,12 @@ class OnnxModel:
         # batch 1 then costs one onnxruntime call per image and nothing more.
         tensor = self.to_tensor(images)
         raw = [self.run_tensor(chunk, name)[:keep] for chunk, keep in self._chunks(tensor)]
-        return self._reader(name).read(raw[0] if len(raw) == 1 else np.concatenate(raw), chosen)
+        output_batch = raw[0] if len(raw) == 1 else np.concatenate(raw)
+        if self.resize_to is not None:
+            # Back to the image's size before anything reads it: logits bilinearly, labels by nearest.
+            spatial = (2, 3) if output_batch.ndim == 4 and not self._reader(name).channels_last else (1, 2)
+            output_batch = resize_batch(output_batch, images.shape[1:3], axes=spatial)
+        return self._reader(name).read(output_batch, chosen)
 
     def _chunks(self, tensor: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         """Yield (chunk, number of real images in it) in forward-pass sizes."""
@@ -255,7 +276,11 @@ class OnnxModel:
             if self.device == "cuda":
                 return self._run_bound(tensor, name)
             return self._session.run([name], {self.input.name: tensor})[0]
+        except MemoryError:
+            raise out_of_memory(len(tensor), "image") from None
         except Exception as error:  # onnxruntime raises its own untyped errors
+            if "allocate" in str(error):  # onnxruntime's own out-of-memory message
+                raise out_of_memory(len(tensor), "image") from error
             raise OnnxplainError(
                 f"onnxruntime could not run the model on input shaped {tuple(tensor.shape)}: "
                 f"{first_line(error)}; check the image size, channels and layout",
@@ -278,6 +303,13 @@ class OnnxModel:
     def activation(self) -> str:
         """How outputs become probabilities; ``'auto'`` is settled by the first run."""
         return self.reader.activation
+
+    @property
+    def channel_order(self) -> str:
+        """The order of the channels the model receives, which `mean` and `std` follow (e.g. ``'B,G,R'``)."""
+        if self.input.channels == 3:
+            return ",".join(self.color.upper())
+        return ",".join(f"c{i}" for i in range(self.input.channels)) if self.input.channels > 1 else "gray"
 
     @property
     def num_classes(self) -> int | None:
@@ -311,15 +343,18 @@ class OnnxModel:
                 "dtype": str(self.input.dtype),
             },
             "preprocessing": {
+                "color": self.color,
+                "channel_order": self.channel_order,
                 "scale": self.scale,
                 "mean": self.mean.tolist(),
                 "std": self.std.tolist(),
-                "color": self.color,
+                "formula": "(image * scale - mean) / std, image in [0, 1], mean and std in channel_order",
+                "resize_to": list(self.resize_to) if self.resize_to else None,
             },
             "default_output": self.output_name,
             "default_class_index": self.reader.class_index,
             "activation": self.reader.activation,
-            "threshold": self.reader.threshold,
+            "threshold": self.reader.threshold_used,
             "batch_size": self.batch_size,
             "onnxruntime": ort.__version__,
         }
@@ -387,11 +422,12 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def _per_channel(name: str, value: float | Sequence[float], channels: int) -> np.ndarray:
     array = np.atleast_1d(np.asarray(value, dtype=np.float32))
     if array.ndim != 1 or len(array) not in (1, channels):
-        raise OnnxplainError(f"{name} takes one value or {channels} (one per channel), got {list(array)}")
+        raise OnnxplainError(f"{name} takes one value or {channels} (one per channel), got {array.tolist()}",
+                             parameters=(name,))
     return array
 
 
-def _size_text(size: tuple[int | None, int | None]) -> str:
+def _size_text(size: tuple[int | None, ...]) -> str:
     height, width = size
     return f"{width if width is not None else 'any'}x{height if height is not None else 'any'}"
 

@@ -136,6 +136,18 @@ class OutputReader:
             cut = np.log(threshold) - np.log1p(-threshold)
         return ModelOutput(mask=scores > cut, logits=scores)
 
+    @property
+    def threshold_used(self) -> float | str | None:
+        """The threshold as applied: a probability, ``'argmax'`` for softmax of several classes,
+        ``'labels'`` for label maps, or None before the first batch settles the activation."""
+        if self.activation == "labels":
+            return "labels"
+        if self.threshold is not None:
+            return self.threshold
+        if self.activation == "auto":
+            return None
+        return "argmax" if self.activation == "softmax" and (self.num_classes or 1) > 1 else 0.5
+
     def _labels(self, labels: np.ndarray, class_index: int) -> ModelOutput:
         """An integer output holds a class number per pixel (an ArgMax at the end of the model)."""
         if labels.shape[1] != 1:

@@ -112,12 +112,20 @@ class Registry:
                 raise PluginError(f"unknown {kind} {name!r}; installed: {installed}")
             entry = found[name]
             try:
-                self._loaded[key] = entry.load()
+                loaded = entry.load()
             except Exception as error:
                 raise PluginError(
                     f"{kind} plugin {name!r} ({_origin(entry)}) failed to import: "
                     f"{type(error).__name__}: {error}; reinstall or uninstall {_distribution(entry)[0]}"
                 ) from error
+            module, interface = _INTERFACES[kind]
+            base = getattr(importlib.import_module(module), interface)
+            if not (isinstance(loaded, type) and issubclass(loaded, base)):
+                what = f"class {loaded.__name__}" if isinstance(loaded, type) else f"a {type(loaded).__name__}"
+                raise PluginError(
+                    f"{kind} plugin {name!r} ({_origin(entry)}) is {what}, not a subclass of {module}.{interface}; "
+                    f"its entry point must name such a class (tell the maintainers of {_distribution(entry)[0]})")
+            self._loaded[key] = loaded
         return self._loaded[key]
 
     def create(self, kind: str, name: str, **parameters: Any) -> Any:
@@ -131,16 +139,9 @@ class Registry:
         plugin = self.get(kind, name)
         check_names(plugin, sorted(parameters), label=name)
         try:
-            instance = plugin(**parameters)
+            return plugin(**parameters)
         except TypeError as error:
             raise PluginError(f"{kind} {name!r} cannot be made with {parameters}: {error}") from error
-        module, interface = _INTERFACES[kind]
-        if not isinstance(instance, getattr(importlib.import_module(module), interface)):
-            raise PluginError(
-                f"{kind} plugin {name!r} ({_origin(self._discover(kind)[name])}) makes a {type(instance).__name__}, "
-                f"not a {interface}; its package registers the wrong object"
-            )
-        return instance
 
     def describe(self, kind: str | None = None) -> list[PluginInfo]:
         """Import every plugin (of `kind`, or of all kinds) and report each one's status."""

@@ -38,6 +38,9 @@ class Score(ABC):
 
     def check(self, reference: Reference) -> None:
         """Raise `OnnxplainError` when `reference` cannot be scored."""
+        if reference.roi is not None and not reference.roi.any():
+            raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel",
+                                 parameters=("target",))
         if not reference.restricted_mask().any():
             where = " inside the region of interest" if reference.roi is not None else ""
             raise OnnxplainError(
@@ -232,12 +235,8 @@ class ClassScore(Score):
     def check(self, reference: Reference) -> None:
         # Unlike the mask scores, an ROI where the model segments nothing is fine: its mean
         # probability is still defined (and is what a user asking "why not here?" wants).
-        if reference.region.any():
-            return
-        if reference.roi is None:
-            super().check(reference)  # the reference segment itself is empty: say so and how to fix it
-        raise OnnxplainError("the region of interest is empty; give a target that covers at least one pixel",
-                             parameters=("target",))
+        if not reference.region.any():
+            super().check(reference)  # an empty ROI, or an empty segment: say which and how to fix it
 
     def _distance(self, outputs: ModelOutput, reference: Reference) -> np.ndarray:
         return 1.0 - outputs.probability_at(np.flatnonzero(reference.region)).mean(axis=1, dtype=np.float64)

@@ -99,6 +99,12 @@ def read_input_spec(inputs: Sequence, layout: str | None, channels: int | None) 
     channel_axis = {"NCHW": 1, "NHWC": 3, "NHW": None}[layout]
     spatial = {"NCHW": (2, 3), "NHWC": (1, 2), "NHW": (1, 2)}[layout]
     declared = 1 if channel_axis is None else shape[channel_axis]
+    if layout != "NHW" and declared is not None and declared not in _IMAGE_CHANNELS:
+        other = "NHWC" if layout == "NCHW" else "NCHW"
+        if shape[{"NCHW": 1, "NHWC": 3}[other]] in _IMAGE_CHANNELS:
+            raise OnnxplainError(
+                f"layout {layout} reads input '{node.name}' of shape {node.shape} as {declared} channels, but the "
+                f"shape looks like {other}; use {other}, or leave the layout to onnxplain", parameters=("layout",))
     if declared is None:
         if channels is None:
             raise OnnxplainError(

@@ -226,4 +226,9 @@ def make_reference(
     else:
         mask, source = prediction, "prediction"
     target = target or Target.whole_class()
-    return Reference(mask=mask, roi=target.region(shape), source=source)
+    roi = target.region(shape)
+    if roi is not None and not roi.any():
+        size = "x".join(map(str, shape[::-1]))
+        raise OnnxplainError(f"the region of interest ({target.kind}) covers no pixel of the {size} output; "
+                             "give a target that covers at least one pixel", parameters=("target",))
+    return Reference(mask=mask, roi=roi, source=source)

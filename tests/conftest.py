@@ -6,6 +6,7 @@ import numpy as np
 import onnx_models
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from onnxplain import data
 
@@ -32,6 +33,14 @@ def bright_square():
     image = np.zeros((32, 32, 1), np.float32)
     image[8:16, 10:20] = 0.9
     return image
+
+
+@pytest.fixture
+def square_png(tmp_path, bright_square):
+    """`bright_square` as an 8-bit grayscale PNG file."""
+    path = tmp_path / "square.png"
+    Image.fromarray((bright_square[..., 0] * 255).astype(np.uint8)).save(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,6 @@ from onnxplain.perturbation.hdm import Hdm
 from onnxplain.registry import GROUPS, plugins
 
 
-@pytest.fixture
-def square_png(tmp_path, bright_square):
-    path = tmp_path / "square.png"
-    Image.fromarray((bright_square[..., 0] * 255).astype(np.uint8)).save(path)
-    return path
-
-
 def run(runner, *args):
     return runner.invoke(cli.main, [str(a) for a in args])
 

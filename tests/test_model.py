@@ -95,10 +95,40 @@ def test_normalisation_and_bgr(brightness):
     # (x * 255 - 127.5) / 255 + ... : an image at 0.8 normalised with mean 127.5, std 255 gives 0.3 < 0.5
     model = OnnxModel(brightness(), device="cpu", scale=255, mean=127.5, std=255)
     assert not model.predict(np.full((1, 2, 2, 1), 0.8, np.float32)).mask.any()
-    rgb = OnnxModel(brightness(layout="NHWC", channels=3), device="cpu", color="bgr", mean=[0.0, 0.0, 0.9])
-    image = np.zeros((1, 2, 2, 3), np.float32)
-    image[..., 0] = 1.0  # red in RGB order becomes the last channel in BGR order, minus 0.9
-    assert rgb.predict(image).probability.max() < 0.5
+
+
+def test_mean_and_std_follow_the_channel_order_the_model_receives(brightness):
+    # A BGR model card writes its mean as B, G, R: the flip comes before the normalisation.
+    bgr = OnnxModel(brightness(layout="NHWC", channels=3), device="cpu", color="bgr", mean=[0.1, 0.2, 0.3],
+                    std=[1.0, 2.0, 4.0])
+    red = np.zeros((1, 2, 2, 3), np.float32)
+    red[..., 0] = 1.0
+    np.testing.assert_allclose(bgr.to_tensor(red)[0, 0, 0], [-0.1, -0.1, 0.175])
+    assert bgr.channel_order == "B,G,R" and bgr.describe()["preprocessing"]["channel_order"] == "B,G,R"
+
+
+def test_resize_runs_a_fixed_size_model_on_any_image_and_maps_back(brightness):
+    fixed = brightness(height=16, width=16)
+    image = np.zeros((40, 24, 1), np.float32)
+    image[10:30, 6:18] = 0.9
+    with pytest.raises(OnnxplainError, match="let onnxplain resize it"):
+        OnnxModel(fixed, device="cpu").check_image(image)
+    model = OnnxModel(fixed, device="cpu", resize=True)
+    assert model.spatial_shape == (None, None) and model.describe()["preprocessing"]["resize_to"] == [16, 16]
+    mask = model.predict(model.check_image(image)[None]).mask[0]
+    assert mask.shape == (40, 24)
+    # Back at the image's size, the segment is the bright block up to a pixel of resampling at its edge.
+    assert (mask != (image[..., 0] > 0.5)).sum() <= 2 * (20 + 12)
+
+
+def test_threshold_is_recorded_as_applied(brightness, bright_square):
+    model = OnnxModel(brightness(head="two-class"), device="cpu")
+    assert model.describe()["threshold"] is None  # unknown until the first batch settles the activation
+    model.predict(bright_square[None])
+    assert model.describe()["threshold"] == "argmax" and model.describe()["activation"] == "softmax"
+    sigmoid = OnnxModel(brightness(), device="cpu")
+    sigmoid.predict(bright_square[None])
+    assert sigmoid.describe()["threshold"] == 0.5
 
 
 def test_io_binding_path_gives_the_same_outputs(brightness, bright_square):

@@ -126,5 +126,12 @@ def test_registry_has_no_way_to_register_by_hand():
 
 def test_a_plugin_of_the_wrong_kind_is_refused():
     wrong = EntryPoint("counter", "collections:Counter", GROUP)
-    with pytest.raises(PluginError, match=r"method plugin 'counter' .* makes a Counter, not a Method"):
+    with pytest.raises(PluginError, match=r"method plugin 'counter' .* is class Counter, not a subclass of "
+                                          r"onnxplain.method.Method"):
         Registry(fake_entry_points(wrong)).create("method", "counter")
+
+
+def test_a_function_registered_as_a_plugin_is_listed_as_broken():
+    function = EntryPoint("helper", "os.path:join", GROUP)
+    (info,) = Registry(fake_entry_points(function)).describe("method")
+    assert info.status != "ok" and "is a function, not a subclass of onnxplain.method.Method" in info.error

@@ -4,6 +4,7 @@ One module per command family; this one holds the group and how errors reach the
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import click
@@ -14,7 +15,7 @@ _FLAGS = {
     "layout": "--layout", "channels": "--channels", "device": "--device", "scale": "--scale", "mean": "--mean",
     "std": "--std", "activation": "--activation", "output": "--output", "class_index": "--class",
     "segment": "--segment", "target": "--target", "method": "--method", "batch_size": "--batch-size",
-    "masks": "--mask", "seed": "--seed", "score": "--score",
+    "masks": "--mask", "seed": "--seed", "score": "--score", "resize": "--resize", "out": "--out",
 }
 """Core errors name the settings that fix them; the command line names its flags for them."""
 
@@ -25,8 +26,29 @@ def flag_advice(error: OnnxplainError) -> str:
     return f"{error} ({'option' if len(flags) == 1 else 'options'} {', '.join(flags)})" if flags else str(error)
 
 
+_COMMANDS = {
+    "explain": ("onnxplain.cli.explain", "explain"),
+    "demo": ("onnxplain.cli.explain", "demo"),
+    "evaluate": ("onnxplain.cli.evaluate", "evaluate"),
+    "plugins": ("onnxplain.cli.tools", "list_plugins"),
+    "testnet": ("onnxplain.cli.tools", "testnet_group"),
+    "export": ("onnxplain.cli.tools", "export_group"),
+}
+"""Each command's module, imported only when the command runs or is listed: onnxruntime and the
+rest load inside the error handling below, so even an interruption during start-up is one line."""
+
+
 class _Cli(click.Group):
     """Prints problems the user can fix as one line (exit code 1); ``--debug`` shows tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -40,8 +62,11 @@ class _Cli(click.Group):
             if ctx.params.get("debug"):
                 raise
             raise click.ClickException(flag_advice(error)) from error
+        except MemoryError:
+            raise click.ClickException("ran out of memory; use a smaller --batch-size, or explain a smaller image "
+                                       "(nothing was written for the unfinished work)") from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted; no output was written for the unfinished work") from None
+            raise click.ClickException("interrupted; nothing was written for the unfinished work") from None
         except Exception as error:
             if ctx.params.get("debug"):
                 raise
@@ -55,14 +80,3 @@ class _Cli(click.Group):
 @click.version_option(package_name="onnxplain")
 def main(debug: bool) -> None:
     """Explain what made a segmentation network draw its mask, for any model exported to ONNX."""
-
-
-def _register() -> None:
-    from onnxplain.cli import evaluate, explain, tools
-
-    for command in (explain.explain, explain.demo, tools.list_plugins, tools.testnet_group, tools.export_group,
-                    evaluate.evaluate):
-        main.add_command(command)
-
-
-_register()

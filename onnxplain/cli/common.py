@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import numpy as np
 
 from onnxplain import io
 from onnxplain.model import COLORS, DEVICES, LAYOUTS, OnnxModel
@@ -36,13 +37,16 @@ def model_options(command: Callable) -> Callable:
         click.option("--channels", type=click.IntRange(min=1), default=None,
                      help="Image channels, if the model leaves them open."),
         click.option("--color", type=click.Choice(COLORS), default="rgb", show_default=True,
-                     help="Channel order the model expects."),
+                     help="Channel order the model expects; images are read as RGB and flipped for bgr."),
         click.option("--scale", type=float, default=None,
                      help="Multiply images in [0, 1] by this before normalising [default: 1; 255 for uint8 inputs]."),
         click.option("--mean", default="0", show_default=True,
-                     help="Subtracted after scaling: one value, or one per channel separated by commas."),
+                     help="Subtracted after scaling: one value, or one per channel separated by commas, in the "
+                          "channel order the model receives (B,G,R with --color bgr), as model cards write it."),
         click.option("--std", default="1", show_default=True,
-                     help="Divides after the mean: one value, or one per channel."),
+                     help="Divides after the mean: one value, or one per channel, in the model's channel order."),
+        click.option("--resize", is_flag=True,
+                     help="Resize images to a fixed-size model's input, and its output back to the image."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -65,6 +69,7 @@ def open_model(path: Path, options: dict) -> OnnxModel:
         class_index=options["class_index"],
         activation=options["activation"],
         threshold=options["threshold"],
+        resize=options["resize"],
     )
 
 
@@ -138,3 +143,8 @@ def method_params(pairs: tuple[str, ...], name: str, names: tuple[str, ...]) -> 
     if len(names) == 1 and not any(p.partition("=")[0].partition(":")[1] for p in pairs):
         return pairs
     return scoped(pairs, name, names, "--param")
+
+
+def result_bytes(image: np.ndarray, results: int) -> int:
+    """About the disk space that `results` saved attributions of `image` take (arrays and pictures)."""
+    return image.shape[0] * image.shape[1] * 64 * results

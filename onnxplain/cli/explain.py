@@ -15,6 +15,7 @@ from onnxplain.cli.common import (
     open_model,
     progress_bar,
     read_model_image,
+    result_bytes,
 )
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import DEVICES, OnnxModel
@@ -65,19 +66,24 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
     totals = [method.count(baseline.image) or 0 for method in chosen]  # every method's masks, checked before any runs
     base_out = out or Path("onnxplain-out") / (f"{image_path.stem}-{methods[0]}" if len(methods) == 1
                                                else image_path.stem)
-    for name, method, total in zip(methods, chosen, totals, strict=True):
-        with progress_bar(total, f"{name} ({total} images)") as update:
-            result = method.attribute(model, baseline.image, goal, baseline=baseline,
-                                      batch_size=model_settings["batch_size"], progress=update)
-        folder = base_out if len(methods) == 1 else base_out / name
-        extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
-        written = result.save(folder, color_map=color_map, extra=extra)
-        seconds = result.seconds
-        click.echo(
-            f"{name} with {result.record.get('score', {}).get('name', 'its score')}: {len(result.values)} images "
-            f"in {seconds['total']:.1f} s (inference {seconds.get('inference', 0.0):.1f} s on {model.device}); "
-            f"{len(written)} files in {folder}"
-        )
+    extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
+    lines = []
+    with io.output_folder(base_out, needed_bytes=result_bytes(image, len(methods))) as staging:
+        for name, method, total in zip(methods, chosen, totals, strict=True):
+            with progress_bar(total, f"{name} ({total} images)") as update:
+                result = method.attribute(model, baseline.image, goal, baseline=baseline,
+                                          batch_size=model_settings["batch_size"], progress=update)
+            single = len(methods) == 1
+            folder = staging if single else staging / name
+            folder.mkdir(exist_ok=True)
+            written = result.write(folder, color_map=color_map, extra=extra)
+            seconds = result.seconds
+            lines.append(
+                f"{name} with {result.record.get('score', {}).get('name', 'its score')}: {len(result.values)} "
+                f"images in {seconds['total']:.1f} s (inference {seconds.get('inference', 0.0):.1f} s on "
+                f"{model.device}); {len(written)} files in {base_out if single else base_out / name}"
+            )
+    click.echo("\n".join(lines))
 
 
 @click.command()
@@ -96,16 +102,15 @@ def demo(out, sample, device, batch_size):
     baseline = make_baseline(model, chosen.image)
     pictures = [render.picture(chosen.image), render.mask_overlay(chosen.image, baseline.output.mask[0])]
     titles = [f"sample {sample} (decider: {chosen.decider_shape})", "model's segment"]
-    for name in ("hdm", "rise"):
-        method = plugins.create("method", name)  # each method with its defaults
-        total = method.count(baseline.image)
-        with progress_bar(total, f"{name} ({total} images)") as update:
-            result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
-        result.save(out / name, extra={"sample": sample})
-        pictures.append(render.overlay(result.image, result.map))
-        titles.append(f"{name} ({result.record['score']['name']})")
-    summary = render.grid(pictures, titles, columns=4)
-    io.save_png(summary, out / "demo.png")
+    with io.output_folder(out, needed_bytes=result_bytes(chosen.image, 3)) as staging:
+        for name in ("hdm", "rise"):
+            method = plugins.create("method", name)  # each method with its defaults
+            total = method.count(baseline.image)
+            with progress_bar(total, f"{name} ({total} images)") as update:
+                result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
+            (staging / name).mkdir()
+            result.write(staging / name, extra={"sample": sample})
+            pictures.append(render.overlay(result.image, result.map))
+            titles.append(f"{name} ({result.record['score']['name']})")
+        io.save_png(render.grid(pictures, titles, columns=4), staging / "demo.png")
     click.echo(f"wrote {out / 'demo.png'} and the maps of each method in {out}/hdm and {out}/rise")
-
-

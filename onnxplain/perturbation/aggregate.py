@@ -18,6 +18,7 @@ from onnxplain.perturbation.masks import MaskBatch, MaskSource
 from onnxplain.registry import plugin_parameters
 
 KERNELS = ("exponential", "shapley", "uniform")
+_PRODUCT_ELEMENTS = 1 << 20  # mask values cast to float64 at a time (8 MB)
 _ENDPOINT_WEIGHT = 1e6  # stands in for the infinite Shapley-kernel weight of the all-on and all-off coalitions
 
 
@@ -93,7 +94,13 @@ class _WeightedMean(Aggregator):
         # does not depend on how masks were batched. With occluded weights 1 - m they follow as
         # sum(v) - sum(v * m) and n - sum(m), so the complement is never made.
         masks = batch.masks.reshape(len(values), -1)
-        kept_value, kept = np.stack([values, np.ones_like(values)]) @ masks.astype(np.float64)
+        weights = np.stack([values, np.ones_like(values)])
+        kept_value, kept = np.empty(masks.shape[1]), np.empty(masks.shape[1])
+        # A float64 copy of the masks only a few MB at a time, not of the whole batch (a large image).
+        step = max(1, _PRODUCT_ELEMENTS // len(values))
+        for start in range(0, masks.shape[1], step):
+            kept_value[start:start + step], kept[start:start + step] = (
+                weights @ masks[:, start:start + step].astype(np.float64))
         if self.occluded:
             kept_value, kept = values.sum() - kept_value, len(values) - kept
         self._weighted += kept_value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from onnxplain.attribution import Attribution
-from onnxplain.batching import batches
+from onnxplain.batching import batches, check_batch_memory, out_of_memory
 from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.method import Baseline, Method, Progress
 from onnxplain.outputs import ModelOutput
@@ -131,10 +132,10 @@ class PerturbationMethod(Method):
         image, reference, target = baseline.image, baseline.reference, baseline.target
         source = self.source_for(image)
         score = self.score
-        score.check(reference)
-        baseline_value = float(score.calculate_distance(baseline.output, reference)[0])
+        _call_plugin(score, "check", reference)
+        baseline_value = float(_call_plugin(score, "calculate_distance", baseline.output, reference)[0])
         aggregator = copy.copy(self.aggregator)  # a fresh aggregation; the configured one stays untouched
-        aggregator.begin(source, baseline_value)
+        _call_plugin(aggregator, "begin", source, baseline_value)
         collector = self.collector(baseline, len(source))
         fill = fill_image(image, self.fill, blur_sigma=self.blur_sigma)
         values = np.empty(len(source))
@@ -142,21 +143,28 @@ class PerturbationMethod(Method):
         # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
         # would wake BLAS's own threads, which then spin against onnxruntime's (measured: 30 % slower
         # inference on 2 cores).
-        with _threadpools().limit(limits=1, user_api="blas"):
-            for start, stop in batches(len(source), batch_size):
-                batch = _call_plugin(source, "batch", start, stop)
-                perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
-                if perturbed.shape != (stop - start, *image.shape):
-                    raise PluginError(f"{self.name!r}.apply returned shape {perturbed.shape}, "
-                                      f"expected {(stop - start, *image.shape)}")
-                outputs = model.predict(perturbed, class_index=target.class_index, output=target.output)
-                values[start:stop] = _call_plugin(score, "calculate_distance", outputs, reference)
-                _call_plugin(aggregator, "add", batch, values[start:stop])
-                if collector is not None:
-                    collector.add(outputs, start, stop)
-                if progress is not None:
-                    progress(stop - start)
-            saliency = _call_plugin(aggregator, "finish")
+        # Per perturbed image: its mask, the perturbed copy and the model's tensor, and the output.
+        pixels = math.prod(source.spatial)
+        check_batch_memory(min(batch_size, len(source)), per_item=3 * image.nbytes + 12 * pixels,
+                           fixed=16 * pixels + 2 * image.nbytes)
+        try:
+            with _threadpools().limit(limits=1, user_api="blas"):
+                for start, stop in batches(len(source), batch_size):
+                    batch = _call_plugin(source, "batch", start, stop)
+                    perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
+                    if perturbed.shape != (stop - start, *image.shape):
+                        raise PluginError(f"{self.name!r}.apply returned shape {perturbed.shape}, "
+                                          f"expected {(stop - start, *image.shape)}")
+                    outputs = model.predict(perturbed, class_index=target.class_index, output=target.output)
+                    values[start:stop] = _call_plugin(score, "calculate_distance", outputs, reference)
+                    _call_plugin(aggregator, "add", batch, values[start:stop])
+                    if collector is not None:
+                        collector.add(outputs, start, stop)
+                    if progress is not None:
+                        progress(stop - start)
+                saliency = _call_plugin(aggregator, "finish")
+        except MemoryError:
+            raise out_of_memory(batch_size) from None
         arrays = {**source.arrays(), **aggregator.arrays(), **(collector.arrays(source) if collector else {})}
         return Attribution(
             map=np.asarray(saliency, dtype=np.float32),
@@ -206,7 +214,7 @@ def _call_plugin(plugin: object, method: str, *args: object) -> Any:
     """Call a plugin method, naming the plugin when it fails with anything but a user error."""
     try:
         return getattr(plugin, method)(*args)
-    except OnnxplainError:
+    except (OnnxplainError, MemoryError):  # a user error, or too large a batch: not the plugin's fault
         raise
     except Exception as error:
         raise PluginError(
