@@ -51,7 +51,7 @@ def test_rise_lights_the_deciding_quadrant(quadrant_model, lit_image):
 
 def test_hdm_with_hausdorff_finds_the_segmented_square(brightness, bright_square):
     model = OnnxModel(brightness(), device="cpu")
-    result = explain(model, bright_square, method=Hdm(circle_size=5, offset=2))
+    result = explain(model, bright_square, method=Hdm(circle_size=5, offset=2, variant="2019"))
     on_square = np.zeros((32, 32), bool)
     on_square[8:16, 10:20] = True
     assert result.baseline_distance == 0.0
@@ -59,6 +59,25 @@ def test_hdm_with_hausdorff_finds_the_segmented_square(brightness, bright_square
     assert result.saliency[24:, :].max() == 0  # circles there never touch the square
     grid = result.distances.reshape(16, 16)
     assert grid.shape == (16, 16) and grid.max() > 0
+
+
+def test_hdm_default_ignores_a_far_false_positive_that_the_2019_score_counts():
+    # Two perturbed outputs: one adds a single stray pixel far away, one loses half the segment.
+    from onnxplain.outputs import ModelOutput
+    from onnxplain.scores import HausdorffScore, SegmentDistanceScore
+    from onnxplain.targets import Reference
+
+    reference = np.zeros((32, 32), bool)
+    reference[8:16, 10:20] = True
+    far_false_positive = reference.copy()
+    far_false_positive[30, 30] = True
+    lost_half = reference.copy()
+    lost_half[8:16, 15:20] = False
+    outputs = ModelOutput(mask=np.stack([far_false_positive, lost_half]), probability=np.zeros((2, 32, 32)))
+    legacy = HausdorffScore().calculate_distance(outputs, Reference(reference))
+    segment = SegmentDistanceScore().calculate_distance(outputs, Reference(reference))
+    assert legacy[0] > legacy[1]  # the 2019 score: one stray pixel counts more than losing half the segment
+    assert segment[0] == 0 and segment[1] > 0  # the default: losing the segment counts, the stray pixel not
 
 
 def test_same_seed_same_map_other_seed_other_masks(quadrant_model, lit_image):
@@ -106,7 +125,7 @@ def test_save_writes_whole_files_and_a_record(brightness, bright_square, tmp_pat
     written = result.save(tmp_path / "out", extra={"image_file": "square.png"})
     names = {p.name for p in written}
     assert {"saliency.npy", "distances.npy", "image.npy", "segment.npy", "circles.npy", "heatmap.png", "overlay.png",
-            "isolines.png", "explanation.json", "circles_raw.png", "circles_better.png", "circles_worse.png"} == names
+            "isolines.png", "summary.png", "explanation.json", "circles_raw.png", "circles_better.png", "circles_worse.png"} == names
     record = json.loads((tmp_path / "out" / "explanation.json").read_text())
     assert record["seed"] == 2 and record["method"]["parameters"]["offset"] == 8
     assert record["model"]["sha256"] == model.sha256 and record["image_file"] == "square.png"

@@ -243,9 +243,15 @@ def test_mask_range_is_checked():
 
 def test_parameters_are_recorded():
     assert Hdm(offset=3).parameters() == {
-        "circle_size": None, "offset": 3, "normalize": False, "fill": "black", "blur_sigma": 10.0, "channel": None,
-        "score": {"name": "hausdorff", "parameters": {}},
+        "circle_size": None, "offset": 3, "normalize": False, "variant": "segment", "fill": "blur",
+        "blur_sigma": 10.0, "channel": None,
+        "score": {"name": "segment-distance",
+                  "parameters": {"statistic": "mean", "direction": "reference", "margin": None}},
         "aggregator": {"name": "occluded-mean", "parameters": {}}, "seed": 0}
+    legacy = Hdm(variant="2019").parameters()
+    assert legacy["fill"] == "black" and legacy["score"] == {
+        "name": "hausdorff", "parameters": {"statistic": "max", "direction": "both", "margin": None}}
+    assert Hdm(variant="2019", fill="mean").parameters()["fill"] == "mean"  # explicit settings win
     assert Rise().parameters()["n_masks"] == 1000
     assert Lime().parameters()["aggregator"]["parameters"] == {"kernel": "exponential", "kernel_width": 0.25,
                                                                "ridge": 1.0}

@@ -177,7 +177,7 @@ class _ExplainerHdm(Hdm):
 
     def __init__(self, explainer: HausdorffDistanceMasks, channel: int | None):
         super().__init__(circle_size=explainer.circle_size, offset=explainer.offset, normalize=explainer.normalize,
-                         channel=channel, score=_ExplainerScore(explainer))
+                         channel=channel, score=_ExplainerScore(explainer), variant="2019")
         self.explainer = explainer
 
     def apply(self, image: np.ndarray, masks: np.ndarray, fill: np.ndarray | float) -> np.ndarray:

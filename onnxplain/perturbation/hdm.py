@@ -82,11 +82,22 @@ class CircleMasks(MaskSource):
         return {"circles": np.stack([rows, columns, np.full(len(rows), self.circle_size / 2)], axis=1)}
 
 
+VARIANTS = {"segment": ("segment-distance", "blur"), "2019": ("hausdorff", "black")}
+"""HDM's defaults, by name: (score, fill)."""
+
+
 class Hdm(PerturbationMethod):
-    """Hausdorff Distance Masks: a filled circle at every grid position, the Hausdorff distance between
-    each occluded output and the reference, averaged over the circles hiding each pixel.
+    """Hausdorff Distance Masks: a filled circle at every grid position, the distance between each
+    occluded output and the reference, averaged over the circles hiding each pixel.
 
     Positive map values: hiding the pixel moves the output away from the reference.
+
+    By default (``variant='segment'``) circles are filled with a blurred copy of the image and the
+    distance is the ``segment-distance`` score, the mean distance from the segment's pixels to
+    the output: hiding a background patch that makes the model add a far-away false positive does
+    not count, so the map points at what the segment depends on. ``variant='2019'`` is the 2019
+    library's HDM: black circles and the symmetric Hausdorff distance. Measured on real models
+    and on testnet, the default's maps pass the deletion test (SRG) better: see the README.
 
     Parameters
     ----------
@@ -98,19 +109,27 @@ class Hdm(PerturbationMethod):
     normalize : bool
         Fill circles with -1 instead of 0: black in an image normalised to [-1, 1], as the 2019
         option did. Only useful for images passed already normalised.
+    variant : {'segment', '2019'}
+        The default score and fill; a `score` or `fill` given explicitly wins.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
 
     name = "hdm"
-    default_score = "hausdorff"
+    default_score = "segment-distance"
     default_aggregator = "occluded-mean"
 
     def __init__(self, *, circle_size: int | None = None, offset: int | None = None, normalize: bool = False,
-                 **options: Any):
+                 variant: str = "segment", **options: Any):
+        if variant not in VARIANTS:
+            raise OnnxplainError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}",
+                                 parameters=("variant",))
+        score, fill = VARIANTS[variant]
         if normalize and options.get("fill", "black") != "black":
             raise OnnxplainError("normalize fills circles with -1; it cannot be combined with another fill",
                                  parameters=("normalize", "fill"))
+        options["score"] = options.get("score") or score
+        options.setdefault("fill", "black" if normalize else fill)
         super().__init__(**options)
         if circle_size is not None and circle_size < 1:
             raise OnnxplainError(f"circle_size must be at least 1 pixel, got {circle_size}",
@@ -120,6 +139,7 @@ class Hdm(PerturbationMethod):
         self.circle_size = circle_size
         self.offset = offset
         self.normalize = normalize
+        self.variant = variant
 
     def mask_source(self, image: np.ndarray) -> CircleMasks:
         return CircleMasks(image.shape[:-1], circle_size=self.circle_size, offset=self.offset)
