@@ -34,12 +34,12 @@ from skimage.morphology import dilation
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
+from onnxplain.captions import CIRCLE_KINDS, blank_reason, header, map_label, method_title, score_words
 from onnxplain.errors import OnnxplainError
 
 if TYPE_CHECKING:
     from onnxplain.attribution import Attribution
 
-CIRCLE_KINDS = ("raw", "better", "worse")
 SIGNED_MAP = "bwr"
 """Colour map of maps with negative values: blue below zero, white at zero, red above; saturated at
 both ends, so that strong values stand out over dark images too (RdBu_r's ends are nearly black)."""
@@ -47,22 +47,6 @@ SEGMENT_COLOR = (0, 255, 0)
 TARGET_COLOR = (255, 0, 255)
 """Outline colours: saturated green and magenta, absent from jet's, RdBu's and Reds' bright ends."""
 
-_METHODS = {"hdm": "HDM", "rise": "RISE", "lime": "LIME", "kernel-shap": "KernelSHAP", "shapley": "Shapley sampling"}
-# Each score's distance: its name, the words for it growing (further from the reference) and
-# shrinking, and its unit. The class score is 1 - probability, so it is named by the probability.
-_SCORES = {
-    "hausdorff": ("Hausdorff distance", "increase", "decrease", " (px)"),
-    "segment-distance": ("mean distance of the segment to the output", "increase", "decrease", " (px)"),
-    "dice": ("Dice distance", "increase", "decrease", ""),
-    "class-score": ("mean class probability", "decrease", "increase", ""),
-}
-# What a map value is, by aggregator; {worse} and {better} say how the score moved.
-_AGGREGATORS = {
-    "occluded-mean": "{worse} of the {noun} when hidden",
-    "kept-mean": "{better} of the {noun} when kept",
-    "linear-surrogate": "{better} of the {noun} per superpixel kept (linear fit)",
-    "shapley": "Shapley value: {better} of the {noun} from keeping it",
-}
 _DPI = 100
 _FONT = 13  # pixels; legible at every picture size, since images are zoomed to at least 480 px
 _PAD, _TITLE, _LEGEND, _BAR = 12, 30, 34, 118  # layout in pixels: margins, a title, the legend, a colour bar
@@ -122,31 +106,6 @@ def summary(attribution: Attribution, *, color_map: str = "jet", signed_map: str
     return _summary(scene, _isolines_array(attribution.image, attribution.map, scene.scale, k=scene.k))
 
 
-def map_label(attribution: Attribution) -> str:
-    """What the map's values are, for its colour bar: method, then the score's change and unit.
-
-    Built from ``attribution.record`` (method, score and aggregator names); parts it does not
-    know fall back to a generic wording.
-
-    Examples
-    --------
-    >>> from onnxplain.attribution import Attribution
-    >>> record = {"method": {"name": "hdm"}, "score": {"name": "hausdorff"}, "aggregator": {"name": "occluded-mean"}}
-    >>> map_label(Attribution(np.zeros((2, 2)), np.zeros((2, 2, 1)), np.zeros((2, 2), bool), record=record))
-    'HDM: increase of the Hausdorff distance when hidden (px)'
-    """
-    record = attribution.record
-    method = _method_title(record)
-    noun, worse, better, unit = _score_words(record)
-    phrase = _AGGREGATORS.get(str(record.get("aggregator", {}).get("name", "")))
-    if phrase is None or not record.get("score"):  # a plugin's aggregator: say only which way is which
-        text = f"relevance for the {noun} (positive: supports the target)" if record.get("score") else \
-            "relevance (positive: supports the target)"
-    else:
-        text = phrase.format(noun=noun, worse=worse, better=better) + unit
-    return f"{method}: {text}" if method else f"{text[0].upper()}{text[1:]}"
-
-
 def map_scale(saliency: np.ndarray, *, color_map: str = "jet", signed_map: str = SIGNED_MAP) -> ScalarMappable:
     """The colours of a map: `signed_map` over ``±max|map|`` if any value is negative, else `color_map`
     from 0 to the maximum, so that 0 (no effect) is white, or the colour map's low end.
@@ -164,41 +123,6 @@ def map_scale(saliency: np.ndarray, *, color_map: str = "jet", signed_map: str =
         # An odd number of colours puts one exactly at zero: white in bwr, RdBu_r or coolwarm.
         return ScalarMappable(Normalize(-top, top), _colormap(signed_map).resampled(255))
     return ScalarMappable(Normalize(0.0, top), _colormap(color_map))
-
-
-def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score") -> str | None:
-    """Why a map, or HDM's per-circle values, shows nothing: a sentence to write in its picture, or None.
-
-    Parameters
-    ----------
-    values : ndarray
-        The map, or one value per circle.
-    kind : {'map', 'raw', 'better', 'worse'}
-        What `values` are: a map, or the circle values of `circle_values`.
-    noun : str
-        What the score measures, such as ``'Hausdorff distance'``.
-
-    Examples
-    --------
-    >>> blank_reason(np.zeros((4, 4)))
-    'the map is zero everywhere: no perturbation changed the score'
-    >>> blank_reason(np.array([0.0, 2.0]), kind="better") is None
-    True
-    """
-    if kind not in ("map", *CIRCLE_KINDS):
-        raise OnnxplainError(f"kind is one of map, {', '.join(CIRCLE_KINDS)}; got {kind!r}")
-    values = np.asarray(values, dtype=np.float64)
-    if values.size and values.max() > values.min():
-        return None
-    value = float(values.flat[0]) if values.size else 0.0
-    if kind in ("better", "worse") and value == 0:
-        other = "worse" if kind == "better" else "better"
-        return f"no circle made the {noun} {kind}: hiding any one of them made it {other} or left it unchanged"
-    if kind != "map":
-        return f"every circle gave the same value ({value:.3g}): none mattered more than another"
-    if value == 0:
-        return f"the map is zero everywhere: no perturbation changed the {noun}"
-    return f"the map is {value:.3g} everywhere: it ranks no pixel above another"
 
 
 def zoom(shape: tuple[int, ...], *, min_size: int = 480) -> int:
@@ -391,8 +315,8 @@ class _Scene:
         shape = attribution.map.shape
         region = None if attribution.region is None else _fit(attribution.region, shape)
         return cls(attribution, map_scale(attribution.map, color_map=color_map, signed_map=signed_map), zoom(shape),
-                   _method_title(attribution.record) or "relevance", map_label(attribution),
-                   blank_reason(attribution.map, noun=_score_words(attribution.record)[0]),
+                   method_title(attribution.record) or "relevance", map_label(attribution),
+                   blank_reason(attribution.map, noun=score_words(attribution.record)[0]),
                    _fit(attribution.segment, shape), region)
 
     def map_panel(self, saliency: np.ndarray | None = None, scale: ScalarMappable | None = None,
@@ -433,12 +357,12 @@ def _summary(scene: _Scene, lines: np.ndarray) -> Image.Image:
         dataclasses.replace(scene.map_panel(), legend=None),  # the outlines' legend is under the second panel
         _Panel(lines, "isolines of the map"),
     ]
-    return _layout(panels, header=_header(attribution.record))
+    return _layout(panels, header=header(attribution.record))
 
 
 def _circles_picture(scene: _Scene, kind: str) -> Image.Image:
     attribution = scene.attribution
-    noun, worse, better, unit = _score_words(attribution.record)
+    noun, worse, better, unit = score_words(attribution.record)
     values = circle_values(attribution.values, attribution.baseline_value, kind)
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     scale = ScalarMappable(Normalize(low, high if high > low else low + 1.0), _colormap("Reds"))
@@ -585,34 +509,6 @@ def _line(color: tuple[int, int, int], text: str, *, ring: bool = False) -> Line
                       markeredgecolor=rgb, markeredgewidth=_points(2), label=text)
     return Line2D([], [], color=rgb, linewidth=_points(4), label=text,
                   path_effects=[withStroke(linewidth=_points(6), foreground="black")])
-
-
-def _header(record: dict) -> str:
-    """Method, score, target and model in one line, from the record."""
-    parts = [_method_title(record) or "relevance map"]
-    if record.get("score"):
-        parts.append(f"score: {record['score'].get('name')}")
-    target = record.get("target", {})
-    kind = target.get("kind", "class")
-    x0, y0, x1, y1 = target.get("box", [0, 0, 0, 0])
-    where = {"box": f"box x {x0}-{x1}, y {y0}-{y1}",
-             "pixels": f"{len(target.get('pixels', []))} pixel(s)", "mask": "a mask"}.get(kind, "whole class")
-    if target.get("class") is not None:
-        where += f", class {target['class']}"
-    parts.append(f"target: {where}")
-    if record.get("model", {}).get("path"):
-        parts.append("model: " + str(record["model"]["path"]).replace("\\", "/").rsplit("/", 1)[-1])
-    return "  ·  ".join(parts)
-
-
-def _method_title(record: dict) -> str:
-    name = str(record.get("method", {}).get("name", ""))
-    return _METHODS.get(name, name)
-
-
-def _score_words(record: dict) -> tuple[str, str, str, str]:
-    name = str(record.get("score", {}).get("name", ""))
-    return _SCORES.get(name, (f"{name} distance" if name else "score", "increase", "decrease", ""))
 
 
 def _colormap(name: str) -> Colormap:

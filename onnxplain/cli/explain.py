@@ -110,7 +110,7 @@ def demo(out, sample, device, batch_size):
                 result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
             (staging / name).mkdir()
             result.write(staging / name, extra={"sample": sample})
-            pictures.append(render.overlay(result.image, result.map))
+            pictures.append(render.overlay(result.image, result.map, segment=result.segment, region=result.region))
             titles.append(f"{name} ({result.record['score']['name']})")
         io.save_png(render.grid(pictures, titles, columns=4), staging / "demo.png")
     click.echo(f"wrote {out / 'demo.png'} and the maps of each method in {out}/hdm and {out}/rise")
