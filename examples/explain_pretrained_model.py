@@ -68,9 +68,10 @@ def main() -> None:
     # How faithful is the map? Delete pixels most-relevant-first and least-relevant-first on a blurred
     # copy of the image; the gap between the two curves should be well above a random map's.
     context = EvaluationContext.from_attribution(result, model, seed=0)
-    scores = plugins.create("metric", "srg").compute(result.map, context)
+    srg = plugins.create("metric", "srg").evaluate(context, result.map).values
     print(f"RISE on the text detector: {result.segment.mean():.1%} of the pixels segmented as text; "
-          f"deletion gap (SRG) {scores.values['gap']:.3f}, random maps {scores.values['random_gap']:.3f}")
+          f"deletion gap (SRG) {srg['srg_gap']:.3f}, random maps {srg['srg_random_gap']:.3f} "
+          f"± {srg['srg_random_gap_std']:.3f}")
     print(f"wrote {args.out}/summary.png")
 
 

@@ -80,7 +80,8 @@ def pictures(attribution: Attribution, *, color_map: str = "jet", signed_map: st
         "heatmap": _layout([_Panel(scene.outlined(_colors(attribution.map, scene.scale)), f"{scene.title} map",
                                    scene.scale, scene.label, scene.legend(), scene.note)]),
         "overlay": _layout([scene.map_panel()]),
-        "isolines": Image.fromarray(lines),
+        # At the image's own size, to lay over the image in any viewer; the summary shows them zoomed.
+        "isolines": Image.fromarray(_isolines_array(attribution.image, attribution.map, scene.scale, k=1)),
     }
     if "circles" in attribution.arrays:
         for kind in CIRCLE_KINDS:

@@ -125,7 +125,8 @@ def test_save_writes_whole_files_and_a_record(brightness, bright_square, tmp_pat
     written = result.save(tmp_path / "out", extra={"image_file": "square.png"})
     names = {p.name for p in written}
     assert {"saliency.npy", "distances.npy", "image.npy", "segment.npy", "circles.npy", "heatmap.png", "overlay.png",
-            "isolines.png", "summary.png", "explanation.json", "circles_raw.png", "circles_better.png", "circles_worse.png"} == names
+            "isolines.png", "summary.png", "explanation.json", "circles_raw.png", "circles_better.png",
+            "circles_worse.png"} == names
     record = json.loads((tmp_path / "out" / "explanation.json").read_text())
     assert record["seed"] == 2 and record["method"]["parameters"]["offset"] == 8
     assert record["model"]["sha256"] == model.sha256 and record["image_file"] == "square.png"

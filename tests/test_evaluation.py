@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from onnxplain import cli
+from onnxplain import cli, data
 from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.evaluation import EvaluationContext, Item, evaluate
 from onnxplain.evaluation.faithfulness import Deletion, Infidelity, Insertion, MaxSensitivity
 from onnxplain.evaluation.localisation import PointingGame, RelevanceMass
+from onnxplain.evaluation.srg import SymmetricRelevanceGain
+from onnxplain.method import make_baseline
 from onnxplain.model import OnnxModel
 from onnxplain.perturbation.hdm import Hdm
 from onnxplain.registry import plugins
@@ -40,23 +42,59 @@ def values(metric, context, saliency):
     return metric.evaluate(context, saliency).values
 
 
+# The quadrant model reads the quadrant's mean, which a blur keeps: these curves remove to black.
 def test_deletion_correct_beats_random_and_inverted(context):
-    correct, inverted = (values(Deletion(steps=16), context, m)["deletion_auc"] for m in (CORRECT, INVERTED))
-    random = np.mean([values(Deletion(steps=16), context, random_map(s))["deletion_auc"] for s in range(3)])
+    deletion = Deletion(steps=16, substrate="black")
+    correct, inverted = (values(deletion, context, m)["deletion_auc"] for m in (CORRECT, INVERTED))
+    random = np.mean([values(deletion, context, random_map(s))["deletion_auc"] for s in range(3)])
     assert correct < random < inverted
-    assert correct < values(Deletion(steps=16), context, CORRECT)["deletion_random_auc"]
+    baseline = values(deletion, context, CORRECT)
+    assert correct < baseline["deletion_random_auc"] - baseline["deletion_random_auc_std"]
 
 
 def test_insertion_correct_beats_random_and_inverted(context):
-    correct, inverted = (values(Insertion(steps=16), context, m)["insertion_auc"] for m in (CORRECT, INVERTED))
-    random = np.mean([values(Insertion(steps=16), context, random_map(s))["insertion_auc"] for s in range(3)])
+    insertion = Insertion(steps=16, substrate="black")
+    correct, inverted = (values(insertion, context, m)["insertion_auc"] for m in (CORRECT, INVERTED))
+    random = np.mean([values(insertion, context, random_map(s))["insertion_auc"] for s in range(3)])
     assert correct > random > inverted
 
 
+def test_random_baseline_is_a_mean_over_draws_with_its_spread(context):
+    one, eight = (values(Deletion(steps=8, substrate="black", n_random=n), context, CORRECT) for n in (1, 8))
+    assert one["deletion_random_auc_std"] == 0.0 and eight["deletion_random_auc_std"] > 0.0
+    assert one["deletion_auc"] == eight["deletion_auc"]
+
+
+def test_faithfulness_metrics_remove_onto_a_blur_by_default():
+    for metric in (Deletion(), Insertion(), Infidelity(), SymmetricRelevanceGain()):
+        assert metric.parameters()["substrate"] == "blur" and metric.parameters()["blur_fraction"] == 0.05
+
+
 def test_infidelity_correct_beats_random_and_inverted(context):
-    metric = Infidelity(n_samples=64, noise_std=0.05)
+    # Noise of 1 image range (0.05 here: the quadrant is 0.35 on 0.3).
+    metric = Infidelity(n_samples=64, perturbation="gaussian", noise_std=1.0)
     correct, inverted, random = (values(metric, context, m)["infidelity"] for m in (CORRECT, INVERTED, random_map(0)))
     assert correct < 0.1 * random and correct < 0.1 * inverted
+
+
+def test_infidelity_square_removal_correct_beats_random_and_inverted(context):
+    metric = Infidelity(n_samples=64, substrate="black", square_size=0.25)
+    correct, inverted, random = (values(metric, context, m)["infidelity"] for m in (CORRECT, INVERTED, random_map(0)))
+    assert correct < 0.1 * random and correct < 0.1 * inverted
+
+
+def test_infidelity_perturbations_move_the_testnet_score():
+    model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=16)
+    baseline = make_baseline(model, data.load_sample(1).image[:, :, None])
+    context = EvaluationContext(model=model, image=baseline.image, reference=baseline.reference, batch_size=16)
+    saliency = np.zeros((240, 240))
+    original = context.similarity(baseline.image[None])[0]
+    # The former default, noise of 0.1 on every pixel, wipes the score out on every draw: the change is
+    # the whole score each time, and no map can explain it.
+    collapsed = values(Infidelity(n_samples=8, perturbation="gaussian", noise_std=0.1), context, saliency)
+    assert collapsed["infidelity_score_change"] > 0.99 * original
+    moved = values(Infidelity(), context, saliency)["infidelity_score_change"]
+    assert 0.02 < moved < 0.5 * original
 
 
 def test_max_sensitivity_correct_is_stable_and_random_is_not(context):
@@ -69,6 +107,22 @@ def test_max_sensitivity_correct_is_stable_and_random_is_not(context):
     assert values(metric, unstable, random_map(99))["max_sensitivity"] > 0.5
     # Sensitivity measures stability, which an inverted but constant map shares: no better, no worse.
     assert values(metric, inverted, INVERTED)["max_sensitivity"] == 0.0
+
+
+def test_pointing_game_reaches_a_euclidean_15_pixels(context):
+    corner = np.zeros((32, 32), bool)
+    corner[0, 0] = True
+    game = PointingGame()
+    at = {"corner": corner}
+
+    def hit(row, column):
+        saliency = np.zeros((32, 32))
+        saliency[row, column] = 1.0
+        return values(game, EvaluationContext(**{**context.__dict__, "masks": at}), saliency)["pointing_game[corner]"]
+
+    # (10, 11): 14.87 px away, 21 along the axes, which the former 15-step diamond missed.
+    assert hit(10, 11) == 1.0 and hit(0, 15) == 1.0
+    assert hit(11, 11) == 0.0 and hit(0, 16) == 0.0  # 15.56 and 16 px away
 
 
 def test_pointing_game_correct_beats_random_and_inverted(context):
@@ -88,13 +142,14 @@ def test_relevance_mass_correct_beats_random_and_inverted(context):
 
 
 def test_same_seed_same_numbers(context):
-    for metric in (Deletion(steps=8), Insertion(steps=8), Infidelity(n_samples=8)):
+    for metric in (Deletion(steps=8), Insertion(steps=8, substrate="road"), Infidelity(n_samples=8),
+                   SymmetricRelevanceGain(steps=8, n_random=2)):
         assert values(metric, context, random_map(5)) == values(metric, context, random_map(5))
 
 
 def test_metrics_are_plugins():
-    assert {"deletion", "insertion", "infidelity", "max-sensitivity", "pointing-game", "relevance-mass"} <= set(
-        plugins.names("metric"))
+    assert {"deletion", "insertion", "infidelity", "max-sensitivity", "pointing-game", "relevance-mass", "srg",
+            "model-randomisation"} <= set(plugins.names("metric"))
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -131,10 +186,14 @@ def test_runner_tabulates_every_method_and_metric(quadrant, tmp_path):
     image[:16, :16] = 0.35
     table = evaluate(model, [Item("lit", image, masks={"quadrant": QUADRANT})],
                      methods=[Hdm(circle_size=9, offset=4, score="class-score")],
-                     metrics=[Deletion(steps=8), RelevanceMass()])
+                     metrics=[Deletion(steps=8, substrate="black"), RelevanceMass(),
+                              SymmetricRelevanceGain(steps=8, substrate="mean", n_random=4)])
     (row,) = table.rows
     assert row["method"] == "hdm" and row["deletion_auc"] < row["deletion_random_auc"]
     assert row["relevance_density[quadrant]"] > 2
+    assert row["srg_gap"] > 0 and row["srg_beats_random"] == 1.0
+    assert {curve for _, metric, curve in table.curves if metric == "srg"} == {
+        "MoRF", "LeRF", "random maps MoRF (mean of 4)", "random maps LeRF (mean of 4)"}
     names = {p.name for p in table.save(tmp_path)}
     assert names == {"evaluation.csv", "evaluation.json", "curves.png"}
     assert json.loads((tmp_path / "evaluation.json").read_text())["means"]["hdm"]["deletion_auc"] == row["deletion_auc"]
@@ -153,10 +212,12 @@ def test_evaluate_command_on_a_dataset(runner, quadrant, tmp_path):
     result = runner.invoke(cli.main, ["evaluate", str(quadrant), "--dataset", str(tmp_path / "set"),
                                       "--method", "hdm", "-p", "hdm:offset=4", "-p", "hdm:circle_size=9",
                                       "--score", "class-score", "--metric-param", "deletion:steps=8",
-                                      "--metric-param", "insertion:steps=8", "--out", str(tmp_path / "out")])
+                                      "--metric-param", "insertion:steps=8", "--metric-param", "srg:steps=8",
+                                      "--metric-param", "srg:n_random=2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "out" / "evaluation.csv").read_text().splitlines()
     assert len(rows) == 3 and "pointing_game[quadrant]" in rows[0] and "infidelity" in rows[0]
+    assert "srg_gap" in rows[0] and "srg gap" in result.output and "against random maps'" in result.output
 
 
 def test_evaluate_command_needs_one_input(runner, quadrant):

@@ -48,6 +48,14 @@ def test_isolines_come_at_the_image_size_times_a_whole_zoom():
     assert render.zoom((240, 240)) == 2 and np.asarray(small).shape == (480, 480, 3)
 
 
+def test_saved_isolines_have_the_image_size(testnet_model):
+    from onnxplain import OnnxModel, data, explain
+
+    image = data.load_sample(0).image
+    result = explain(OnnxModel(testnet_model), image, method="occlusion", window=48, stride=48)
+    assert np.asarray(render.pictures(result)["isolines"]).shape == (240, 240, 3)
+
+
 def test_isolines_lie_over_the_image_itself_in_colour_or_grey():
     red = np.zeros((240, 240, 3), np.float32)
     red[..., 0] = 0.8

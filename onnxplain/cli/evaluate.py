@@ -17,7 +17,7 @@ from onnxplain.cli.common import (
     scoped,
 )
 
-_DEFAULT_METRICS = ("deletion", "insertion", "infidelity")
+_DEFAULT_METRICS = ("srg", "deletion", "insertion", "infidelity")
 _REGION_METRICS = ("pointing-game", "relevance-mass")
 
 
@@ -28,13 +28,17 @@ _REGION_METRICS = ("pointing-game", "relevance-mass")
               help="A folder to evaluate instead of IMAGE: images/, optional segments/ and shapes/REGION/.")
 @click.option("--method", "methods", multiple=True, default=("hdm", "rise"), show_default=True,
               help="Explanation method; repeatable.")
+@click.option("--saliency", "saved", multiple=True, type=click.Path(path_type=Path),
+              help="Score maps saved earlier instead of running methods: a result folder of explain, a folder "
+                   "of them, or .npy maps of IMAGE's height and width (from any tool); repeatable.")
 @click.option("-p", "--param", "params", multiple=True, metavar="METHOD:NAME=VALUE",
               help="A parameter of one method, e.g. -p hdm:offset=5; repeatable.")
 @click.option("--metric", "metrics", multiple=True,
-              help="Metric; repeatable [default: deletion, insertion, infidelity, and pointing-game and "
-                   "relevance-mass when regions are given]. max-sensitivity re-runs each explanation.")
+              help="Metric; repeatable [default: srg, deletion, insertion, infidelity, and pointing-game and "
+                   "relevance-mass when regions are given]. max-sensitivity and model-randomisation re-run "
+                   "each explanation.")
 @click.option("--metric-param", "metric_params", multiple=True, metavar="METRIC:NAME=VALUE",
-              help="A parameter of one metric, e.g. --metric-param deletion:substrate=blur.")
+              help="A parameter of one metric, e.g. --metric-param srg:substrate=road.")
 @click.option("--score", default=None, help="Score of the explanations [default: each method's].")
 @click.option("--segment", type=click.Path(path_type=Path), default=None, help="Ground-truth segment of IMAGE.")
 @click.option("--mask", "masks", multiple=True, metavar="NAME=PNG", help="A named region of IMAGE; repeatable.")
@@ -43,12 +47,13 @@ _REGION_METRICS = ("pointing-game", "relevance-mass")
               help="Output folder [default: onnxplain-eval/IMAGE-or-DATASET].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @model_options
-def evaluate(model_path, image_path, dataset, methods, params, metrics, metric_params, score, segment, masks,
-             target, out, seed, **model_settings):
+def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, metric_params, score, segment,
+             masks, target, out, seed, **model_settings):
     """Measure how faithful each method's maps are on IMAGE (or a --dataset) for MODEL.
 
     Writes evaluation.csv and evaluation.json (one row per image and method, and means per method)
-    and curves.png (deletion and insertion curves against a random pixel order).
+    and curves.png (the pixel-flipping curves of each method against random maps). With --saliency,
+    the rows are maps saved earlier, named by their folder or file.
     """
     from onnxplain.evaluation.runner import Item, read_dataset
     from onnxplain.evaluation.runner import evaluate as run_evaluation
@@ -56,6 +61,8 @@ def evaluate(model_path, image_path, dataset, methods, params, metrics, metric_p
 
     if (image_path is None) == (dataset is None):
         raise click.UsageError("give either IMAGE or --dataset DIR")
+    if saved:
+        _check_saved_options(image_path, params, score)
     model = open_model(model_path, model_settings)
     channels = model.input.channels if model.input.channels in (1, 3) else None
     if dataset is not None:
@@ -69,21 +76,49 @@ def evaluate(model_path, image_path, dataset, methods, params, metrics, metric_p
         count = 1
     has_regions = bool(masks) or (dataset is not None and (Path(dataset) / "shapes").is_dir())
     metrics = metrics or _DEFAULT_METRICS + (_REGION_METRICS if has_regions else ())
-    scorer = create_plugin("score", score, ()) if score else None
-    method_plugins = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer)
-                      for m in methods]
     metric_plugins = [create_plugin("metric", m, scoped(metric_params, m, metrics, "--metric-param"))
                       for m in metrics]
-    with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
-        goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
-        table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
-                               seed=seed, batch_size=model_settings["batch_size"], progress=update)
+    goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
+    if saved:
+        table = _evaluate_saved(model, items[0], saved, metric_plugins, goal, seed, model_settings["batch_size"])
+    else:
+        scorer = create_plugin("score", score, ()) if score else None
+        method_plugins = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer)
+                          for m in methods]
+        with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
+            table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
+                                   seed=seed, batch_size=model_settings["batch_size"], progress=update)
     out = out or Path("onnxplain-eval") / (image_path.stem if image_path else Path(dataset).name)
     written = table.save(out)
+    for row in table.rows:
+        if row.get("notes"):
+            click.echo(f"Note ({row['image']}, {row['method']}): {row['notes']}", err=True)
     for method, means in table.means().items():
         shown = ", ".join(f"{k} {v:.3g}" for k, v in means.items() if k != "explain_seconds")
         click.echo(f"{method}: {shown}")
+        if "srg_gap" in means:
+            click.echo(f"  srg gap {means['srg_gap']:.3f} against random maps' {means['srg_random_gap']:.3f} "
+                       f"± {means['srg_random_gap_std']:.3f}: beats them on {means['srg_beats_random']:.0%} of images")
     click.echo(f"wrote {', '.join(p.name for p in written)} to {out}")
+
+
+def _check_saved_options(image_path, params, score) -> None:
+    """--saliency scores maps of one image: no dataset, and no method to run or configure."""
+    context = click.get_current_context()
+    if image_path is None:
+        raise click.UsageError("--saliency scores maps of one IMAGE: give IMAGE, not --dataset")
+    if context.get_parameter_source("methods") is not click.core.ParameterSource.DEFAULT or params or score:
+        raise click.UsageError("--saliency scores saved maps instead of running methods: drop --method, -p and --score")
+
+
+def _evaluate_saved(model, item, saved, metrics, goal, seed, batch_size):
+    from onnxplain.evaluation.runner import evaluate_maps
+    from onnxplain.evaluation.saved import read_saved_maps
+
+    maps = read_saved_maps(saved)
+    with progress_bar(len(maps), "maps evaluated") as update:
+        return evaluate_maps(model, item, maps, metrics=metrics, target=goal, seed=seed, batch_size=batch_size,
+                             progress=update)
 
 
 def _named_path(text: str) -> tuple[str, Path]:

@@ -1,5 +1,5 @@
 """Faithfulness metrics: deletion and insertion curves (Petsiuk et al., 2018), infidelity and
-max-sensitivity (Yeh et al., 2019)."""
+max-sensitivity (Yeh et al., 2019). The symmetric relevance gain is in `onnxplain.evaluation.srg`."""
 
 from __future__ import annotations
 
@@ -8,80 +8,52 @@ from scipy.integrate import trapezoid
 
 from onnxplain.batching import batches
 from onnxplain.errors import OnnxplainError
-from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult, check_curve_score
-from onnxplain.perturbation.fill import FILLS, fill_image
+from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult
+from onnxplain.evaluation.pixel_flipping import FlipMetric, most_relevant_first
+from onnxplain.evaluation.substrate import Substrate
+
+PERTURBATIONS = ("squares", "gaussian")
 
 
-class _PixelOrderCurve(Metric):
+class _PixelOrderCurve(FlipMetric):
     """Pixels removed (deletion) or revealed (insertion) in order of saliency, in `steps` steps.
 
     The curve is the similarity of the output to the reference after each step, against the
     fraction of pixels changed; its area (AUC, trapezoidal over [0, 1]) is the metric. The same
-    curve for a random pixel order, from the context's seed, is the baseline. Ties in saliency are
-    broken at random, so a flat map is no better than a random order.
-
-    Parameters
-    ----------
-    steps : int
-        Number of steps; the curve has ``steps + 1`` points, each one forward pass.
-    substrate : {'black', 'mean', 'blur'} or float
-        What removed pixels become, as for a perturbation's fill.
-    blur_sigma : float
-        Blur of the 'blur' substrate, in pixels.
-    score : {'class-score', 'dice'}
-        The curve's similarity: mean class probability over the target region, or Dice with the
-        reference.
+    curve for `n_random` random maps, from the context's seed, is the baseline:
+    ``NAME_random_auc`` is their mean AUC and ``NAME_random_auc_std`` its spread. Ties in saliency
+    are broken at random, so a flat map is no better than a random order. The parameters are those
+    of `FlipMetric`.
     """
 
     reveal: bool = False
 
-    def __init__(self, *, steps: int = 50, substrate: str | float = "black", blur_sigma: float = 10.0,
-                 score: str = "class-score"):
-        if steps < 1:
-            raise OnnxplainError(f"steps must be at least 1, got {steps}")
-        if isinstance(substrate, str) and substrate not in FILLS:
-            raise OnnxplainError(f"substrate must be one of {', '.join(FILLS)} or a number, got {substrate!r}")
-        self.steps = steps
-        self.substrate = substrate
-        self.blur_sigma = blur_sigma
-        self.score = check_curve_score(score)
-
     def _evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
-        rng = np.random.default_rng([context.seed, 1])
-        pixels = saliency.size
-        # Most salient first; a random key under the saliency breaks ties without favouring a corner.
-        by_saliency = np.lexsort((rng.random(pixels), -saliency.ravel()))
-        random_order = rng.permutation(pixels)
-        fractions = np.linspace(0.0, 1.0, self.steps + 1)
-        curve = self._curve(context, by_saliency, fractions)
-        baseline = self._curve(context, random_order, fractions)
+        fractions = self.fractions()
+        order = most_relevant_first(saliency, np.random.default_rng([context.seed, 1]))
+        curve = self.curve(context, order, fractions, reveal=self.reveal)
+        baselines = self.baseline(context, lambda: np.stack([
+            self.curve(context, random_order, fractions, reveal=self.reveal, stream=1 + draw)
+            for draw, random_order in enumerate(self.random_orders(context))
+        ]))
+        random_aucs = trapezoid(baselines, fractions, axis=1)
         return MetricResult(
             values={
                 f"{self.name}_auc": float(trapezoid(curve, fractions)),
-                f"{self.name}_random_auc": float(trapezoid(baseline, fractions)),
+                f"{self.name}_random_auc": float(random_aucs.mean()),
+                f"{self.name}_random_auc_std": float(random_aucs.std()),
             },
-            curves={"saliency order": (fractions, curve), "random order": (fractions, baseline)},
+            curves={"saliency order": (fractions, curve),
+                    f"random maps (mean of {self.n_random})": (fractions, baselines.mean(axis=0))},
         )
-
-    def _curve(self, context: EvaluationContext, order: np.ndarray, fractions: np.ndarray) -> np.ndarray:
-        image = context.image
-        substrate = np.broadcast_to(fill_image(image, self.substrate, blur_sigma=self.blur_sigma), image.shape)
-        flat_rank = np.empty(order.size, np.intp)
-        flat_rank[order] = np.arange(order.size)
-        rank = flat_rank.reshape(image.shape[:2])
-        counts = np.round(fractions * order.size).astype(np.intp)
-        values = []
-        for start, stop in batches(len(counts), context.batch_size):
-            changed = (rank[None] < counts[start:stop, None, None])[..., None]
-            first, second = (substrate, image) if self.reveal else (image, substrate)
-            values.append(context.similarity(np.where(changed, second, first).astype(np.float32), self.score))
-        return np.concatenate(values)
 
 
 class Deletion(_PixelOrderCurve):
     """Deletion: remove the most salient pixels first; a faithful map makes the score fall fast.
 
-    Lower AUC is better; compare it with the random order's, ``deletion_random_auc``.
+    Lower AUC is better; compare it with the random maps' mean, ``deletion_random_auc``. The
+    score alone falls under any order once enough of the image is gone: `SymmetricRelevanceGain`
+    (``srg``) compares this order with its reverse, which a substrate affects far less.
     """
 
     name = "deletion"
@@ -92,7 +64,7 @@ class Deletion(_PixelOrderCurve):
 class Insertion(_PixelOrderCurve):
     """Insertion: reveal the most salient pixels first on the substrate; the score should rise fast.
 
-    Higher AUC is better; compare it with the random order's, ``insertion_random_auc``.
+    Higher AUC is better; compare it with the random maps' mean, ``insertion_random_auc``.
     """
 
     name = "insertion"
@@ -103,26 +75,69 @@ class Insertion(_PixelOrderCurve):
 class Infidelity(Metric):
     """Infidelity (Yeh et al., 2019): how badly the map, as a linear model, predicts score changes.
 
-    For random perturbations ``I`` (Gaussian noise of `noise_std`), it compares the map's prediction
-    ``I · saliency`` with the real change ``f(x) - f(x - I)`` of the class score:
-    ``mean((beta * I · saliency - (f(x) - f(x - I)))^2)``, where ``beta`` is the least-squares scale,
-    so maps of any unit compare fairly (Captum's ``normalize=True``). Lower is better.
+    For random perturbations ``I`` it compares the map's prediction ``I · saliency`` with the real
+    change ``f(x) - f(x - I)`` of the class score: ``mean((beta * I · saliency - (f(x) - f(x - I)))^2)``,
+    where ``beta`` is the least-squares scale, so maps of any unit compare fairly (Captum's
+    ``normalize=True``). Lower is better. ``infidelity_score_change``, the mean ``|f(x) - f(x - I)|``,
+    says whether the perturbations move the model at all: near 0, the metric has nothing to explain.
+
+    Perturbations (`perturbation`):
+
+    - ``'squares'`` (default), Yeh et al.'s square removal on a grid: the image is cut into squares
+      of `square_size` times its longer side (the grid shifted at random), and each square is
+      replaced by the substrate (a strong blur by default) with probability `square_probability`,
+      at least one per perturbation; ``I = x - substrate`` there and 0 elsewhere. The perturbed
+      image stays one the model can read, and with about a tenth of the image removed each time,
+      some perturbations cover what the model looks at (on bundled testnet samples 0 to 3 the
+      score moves by 0.10 to 0.22 on average, where a single square of the same size seldom
+      meets the two small shapes that decide).
+    - ``'gaussian'``: noise of standard deviation `noise_std` times the image's value range on
+      every pixel. Real networks leave their training data under pixel noise: on the bundled
+      testnet model, noise of 0.1 (this metric's former default) drops the class score from
+      0.999 to 0.001 on every draw, so the change is the same whatever the noise and no map can
+      explain it, while noise of 0.01 moves it by less than 0.001.
 
     Parameters
     ----------
     n_samples : int
         Random perturbations, one forward pass each.
+    perturbation : {'squares', 'gaussian'}
+        The kind of perturbation.
+    square_size : float
+        Side of the squares, as a fraction of the image's longer side.
+    square_probability : float
+        Chance that each square is removed in one perturbation.
+    substrate : {'blur', 'black', 'mean', 'road'} or float
+        What removed squares become (see `Substrate`).
+    blur_fraction : float
+        Standard deviation of the blur substrate, as a fraction of the image's longer side.
     noise_std : float
-        Standard deviation of the noise, in image units ([0, 1]).
+        Standard deviation of the Gaussian noise, as a fraction of the image's value range
+        (``max - min``; 1 for a flat image).
     """
 
     name = "infidelity"
     higher_is_better = False
 
-    def __init__(self, *, n_samples: int = 32, noise_std: float = 0.1):
-        if n_samples < 2 or noise_std <= 0:
-            raise OnnxplainError(f"infidelity needs n_samples >= 2 and noise_std > 0, got {n_samples}, {noise_std}")
+    def __init__(self, *, n_samples: int = 32, perturbation: str = "squares", square_size: float = 0.1,
+                 square_probability: float = 0.1, substrate: str | float = "blur", blur_fraction: float = 0.05,
+                 noise_std: float = 0.01):
+        if n_samples < 2:
+            raise OnnxplainError(f"infidelity needs n_samples >= 2, got {n_samples}", parameters=("n_samples",))
+        if perturbation not in PERTURBATIONS:
+            raise OnnxplainError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, got {perturbation!r}",
+                                 parameters=("perturbation",))
+        if not (0 < square_size <= 1 and 0 < square_probability <= 1 and noise_std > 0):
+            raise OnnxplainError(f"infidelity needs square_size and square_probability in (0, 1] and noise_std > 0, "
+                                 f"got {square_size}, {square_probability}, {noise_std}",
+                                 parameters=("square_size", "square_probability", "noise_std"))
+        self._substrate = Substrate(substrate, blur_fraction=blur_fraction)
         self.n_samples = n_samples
+        self.perturbation = perturbation
+        self.square_size = square_size
+        self.square_probability = square_probability
+        self.substrate = substrate
+        self.blur_fraction = blur_fraction
         self.noise_std = noise_std
 
     def _evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
@@ -131,13 +146,33 @@ class Infidelity(Metric):
         original = context.similarity(image[None])[0]
         predicted_parts, actual_parts = [], []
         for start, stop in batches(self.n_samples, context.batch_size):
-            noise = rng.normal(0.0, self.noise_std, (stop - start, *image.shape)).astype(np.float32)
-            actual_parts.append(original - context.similarity(image - noise))
-            predicted_parts.append(np.einsum("nhwc,hw->n", noise, saliency))
+            perturbed = self._perturb(image, stop - start, rng)
+            actual_parts.append(original - context.similarity(perturbed))
+            predicted_parts.append(np.einsum("nhwc,hw->n", image[None] - perturbed, saliency))
         predicted, actual = np.concatenate(predicted_parts), np.concatenate(actual_parts)
         energy = float(predicted @ predicted)
         beta = float(predicted @ actual) / energy if energy > 0 else 0.0
-        return MetricResult(values={"infidelity": float(np.mean((beta * predicted - actual) ** 2))})
+        return MetricResult(values={"infidelity": float(np.mean((beta * predicted - actual) ** 2)),
+                                    "infidelity_score_change": float(np.mean(np.abs(actual)))})
+
+    def _perturb(self, image: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        """`count` perturbed copies ``x - I`` of `image`."""
+        if self.perturbation == "gaussian":
+            spread = float(image.max() - image.min()) or 1.0
+            noise = rng.normal(0.0, self.noise_std * spread, (count, *image.shape))
+            return (image[None] - noise).astype(np.float32)
+        height, width = image.shape[:2]
+        side = max(1, round(self.square_size * max(height, width)))
+        # A grid of squares, one more per axis than the image needs, cut at a random offset; each
+        # square is removed with probability `square_probability`. One square per perturbation is
+        # removed in any case, among those that the cut always leaves in the image.
+        cells = (-(-height // side) + 1, -(-width // side) + 1)
+        chosen = rng.random((count, *cells)) < self.square_probability
+        chosen[np.arange(count), rng.integers(0, cells[0] - 1, count), rng.integers(0, cells[1] - 1, count)] = True
+        squares = np.repeat(np.repeat(chosen, side, axis=1), side, axis=2)
+        row, column = rng.integers(0, side, 2)
+        squares = squares[:, row : row + height, column : column + width]
+        return self._substrate.remove(image, squares, rng=rng)
 
 
 class MaxSensitivity(Metric):
@@ -158,6 +193,7 @@ class MaxSensitivity(Metric):
 
     name = "max-sensitivity"
     higher_is_better = False
+    reruns_explanation = True
 
     def __init__(self, *, n_samples: int = 5, radius: float = 0.02):
         if n_samples < 1 or radius <= 0:

@@ -4,7 +4,7 @@ mass (Arras et al., 2022). They need the context's masks, such as testnet's deci
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import distance_transform_edt
 
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric, MetricResult
@@ -28,20 +28,33 @@ def _masks(context: EvaluationContext, metric: str) -> dict[str, np.ndarray]:
 
 
 class PointingGame(Metric):
-    """Pointing game: does the map's maximum fall on the region (within `tolerance` pixels)?
+    """Pointing game: does the map's maximum fall on the region, or within `tolerance` pixels of it?
 
     1 for a hit, 0 for a miss, per named mask; averaged over images it is the hit rate. With
-    several maxima of equal value, any one of them on the region is a hit. Higher is better.
+    several maxima of equal value, any one of them within reach is a hit. Higher is better.
 
     Parameters
     ----------
-    tolerance : int
-        Pixels the region is grown by before checking, as in the original game (15 px).
+    tolerance : float
+        Largest Euclidean distance, in pixels between pixel centres, from the region to a hit: the
+        original game's 15 px disc (Zhang et al., 2018).
+
+    Examples
+    --------
+    >>> from onnxplain.targets import make_reference
+    >>> region = np.zeros((40, 40), bool)
+    >>> region[0, 0] = True
+    >>> saliency = np.zeros((40, 40))
+    >>> saliency[10, 11] = 1.0  # 14.9 px from the region (21 px along the axes)
+    >>> context = EvaluationContext(model=None, image=np.zeros((40, 40, 1)), reference=make_reference(region),
+    ...                             masks={"corner": region})
+    >>> PointingGame().evaluate(context, saliency).values
+    {'pointing_game[corner]': 1.0}
     """
 
     name = "pointing-game"
 
-    def __init__(self, *, tolerance: int = 15):
+    def __init__(self, *, tolerance: float = 15.0):
         if tolerance < 0:
             raise OnnxplainError(f"tolerance must be non-negative, got {tolerance}")
         self.tolerance = tolerance
@@ -50,8 +63,9 @@ class PointingGame(Metric):
         peaks = saliency == saliency.max()
         values = {}
         for name, mask in _masks(context, self.name).items():
-            grown = binary_dilation(mask, iterations=self.tolerance) if self.tolerance else mask
-            values[f"pointing_game[{name}]"] = float((peaks & grown).any())
+            # Distance of every pixel to the nearest region pixel: a disc of `tolerance` around the region.
+            reach = distance_transform_edt(~mask) <= self.tolerance
+            values[f"pointing_game[{name}]"] = float((peaks & reach).any())
         return MetricResult(values=values)
 
 

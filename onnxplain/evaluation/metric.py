@@ -37,6 +37,9 @@ class EvaluationContext:
     explain : callable, optional
         ``explain(image) -> saliency``: the same explanation method and settings on another image
         (metrics that test stability need it).
+    explain_on : callable, optional
+        ``explain_on(model, image) -> saliency``: the same method, settings, seed, target and
+        reference on another model (the model-randomisation check needs it).
     masks : mapping of str to ndarray of bool
         Named regions where relevance is expected (testnet: ``'decider'``, ``'target'``...).
     seed : int
@@ -50,6 +53,7 @@ class EvaluationContext:
     reference: Reference
     target: Target = field(default_factory=Target.whole_class)
     explain: Callable[[np.ndarray], np.ndarray] | None = None
+    explain_on: Callable[[Segmenter, np.ndarray], np.ndarray] | None = None
     masks: Mapping[str, np.ndarray] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
@@ -62,6 +66,7 @@ class EvaluationContext:
         *,
         target: Target | None = None,
         explain: Callable[[np.ndarray], np.ndarray] | None = None,
+        explain_on: Callable[[Segmenter, np.ndarray], np.ndarray] | None = None,
         masks: Mapping[str, np.ndarray] | None = None,
         seed: int = 0,
         batch_size: int | None = None,
@@ -73,6 +78,7 @@ class EvaluationContext:
             reference=Reference(mask=attribution.segment, roi=attribution.region),
             target=target or Target.whole_class(),
             explain=explain,
+            explain_on=explain_on,
             masks=dict(masks or {}),
             seed=seed,
             batch_size=batch_size or model.batch_size,
@@ -104,10 +110,13 @@ class MetricResult:
         ``{'deletion_auc': 0.12, 'deletion_random_auc': 0.45}``.
     curves : dict of str to (x, y)
         Named curves, for plots.
+    notes : list of str
+        What the user should know about the values, such as why one is NaN.
     """
 
     values: dict[str, float]
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class Metric(ABC):
@@ -116,12 +125,14 @@ class Metric(ABC):
     Contract: `evaluate` checks the map once (shape (H, W) of the image, finite values) and
     returns a `MetricResult`; it runs the model only through the context, with the context's seed
     for any random choice, and changes none of its inputs. `higher_is_better` says which way its
-    values point for a more faithful map. Subclasses implement `_evaluate` and keep each
+    values point for a more faithful map; `reruns_explanation` says that it needs the context's
+    explainer, so it cannot score maps saved earlier. Subclasses implement `_evaluate` and keep each
     constructor argument as an attribute of the same name.
     """
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+    reruns_explanation: ClassVar[bool] = False
 
     def evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
         """Measure `saliency` (H, W) for the image and model of `context`."""

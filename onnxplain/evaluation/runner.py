@@ -18,7 +18,7 @@ from PIL import Image
 from onnxplain import io
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric
-from onnxplain.method import Method, make_baseline
+from onnxplain.method import Baseline, Method, make_baseline
 from onnxplain.segmenter import Segmenter
 from onnxplain.targets import Target
 
@@ -91,7 +91,7 @@ class EvaluationTable:
         return buffer.getvalue()
 
     def plot(self) -> Image.Image | None:
-        """Mean deletion/insertion curves per method, against the random order; None without curves."""
+        """Mean curves per method and metric (deletion, insertion, srg), with the random maps'; None without curves."""
         metrics = sorted({metric for _, metric, _ in self.curves})
         if not metrics:
             return None
@@ -100,22 +100,26 @@ class EvaluationTable:
         colours = {method: f"C{i % 10}" for i, method in enumerate(methods)}  # matplotlib's 10-colour cycle
         for index, metric in enumerate(metrics):
             axes = figure.add_subplot(1, len(metrics), index + 1)
-            baseline_drawn = False
+            drawn_baselines: set[str] = set()
+            highest, images = 1.0, 0
             for (method, name, curve), entries in sorted(self.curves.items()):
                 if name != metric:
                     continue
                 x, y = entries[0][0], np.mean([values for _, values in entries], axis=0)
+                highest, images = max(highest, float(y.max())), len(entries)
+                # Least-relevant-first curves dotted, so that each method keeps one colour.
+                style = ":" if "LeRF" in curve else "-"
                 if curve.startswith("random"):
-                    # The random order depends on the image and the seed only: one line says it all.
-                    if not baseline_drawn:
-                        axes.plot(x, y, color="gray", linestyle="--", label="random order")
-                        baseline_drawn = True
+                    # Random maps depend on the image and the seed only: one line per curve says it all.
+                    if curve not in drawn_baselines:
+                        axes.plot(x, y, color="gray", linestyle="--" if style == "-" else ":", label=curve)
+                        drawn_baselines.add(curve)
                     continue
-                axes.plot(x, y, color=colours[method], label=f"{method}, {curve}")
-            axes.set_title(f"{metric} (mean of {len(entries)} image(s))")
+                axes.plot(x, y, color=colours[method], linestyle=style, label=f"{method}, {curve}")
+            axes.set_title(f"{metric} (mean of {images} image(s))")
             axes.set_xlabel("fraction of pixels " + ("revealed" if metric == "insertion" else "removed"))
-            axes.set_ylabel("score")
-            axes.set_ylim(-0.02, 1.02)
+            axes.set_ylabel("score relative to the unperturbed image" if metric == "srg" else "score")
+            axes.set_ylim(-0.02, highest + 0.02)
             axes.legend(fontsize=8)
         figure.tight_layout()
         canvas = FigureCanvasAgg(figure)
@@ -187,26 +191,111 @@ def evaluate(
             def explain_map(image: np.ndarray, method: Method = method, item: Item = item) -> np.ndarray:
                 return method.attribute(model, image, target, segment=item.segment, batch_size=batch_size).map
 
+            def explain_on(other: Segmenter, image: np.ndarray, method: Method = method,
+                           baseline: Baseline = baseline) -> np.ndarray:
+                # The same target and reference as the original map, so both explain the same thing.
+                return method.attribute(other, image, baseline.target, segment=baseline.reference.mask,
+                                        batch_size=batch_size).map
+
             started = time.perf_counter()
             attribution = method.attribute(model, item.image, target, baseline=baseline, batch_size=batch_size)
             row = {"image": item.name, "method": method.name,
                    "score": attribution.record.get("score", {}).get("name", ""),
                    "explain_seconds": round(time.perf_counter() - started, 3)}
             context = EvaluationContext.from_attribution(
-                attribution, model, target=baseline.target, explain=explain_map, masks=item.masks, seed=seed,
-                batch_size=batch_size,
+                attribution, model, target=baseline.target, explain=explain_map, explain_on=explain_on,
+                masks=item.masks, seed=seed, batch_size=batch_size,
             )
-            for metric in metrics:
-                result = metric.evaluate(context, attribution.map)
-                row.update(result.values)
-                for curve, points in result.curves.items():
-                    table.curves[(method.name, metric.name, curve)].append(points)
-            table.rows.append(row)
+            _measure(table, row, context, attribution.map, metrics)
             if progress is not None:
                 progress(1)
     if not table.rows:
         raise OnnxplainError("there were no images to evaluate")
     return table
+
+
+def evaluate_maps(
+    model: Segmenter,
+    item: Item,
+    maps: dict[str, np.ndarray],
+    *,
+    metrics: list[Metric],
+    target: Target | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> EvaluationTable:
+    """Measure maps made earlier (by onnxplain or any other tool) for one image, without explaining.
+
+    Parameters
+    ----------
+    model : Segmenter
+        The model the maps explain.
+    item : Item
+        The image, with its optional segment and regions.
+    maps : dict of str to ndarray, shape (H, W)
+        The maps by name; the names become the table's ``method`` column.
+    metrics : list of Metric
+        Metrics to apply to every map; none may re-run the explanation.
+    target : Target, optional
+        What the maps explain; the whole class when omitted.
+    seed : int
+        Seed of the metrics' random choices.
+    batch_size : int, optional
+        Images per forward pass.
+    progress : callable, optional
+        Called with 1 after each map.
+
+    Returns
+    -------
+    EvaluationTable
+    """
+    if not maps or not metrics:
+        raise OnnxplainError("evaluation needs at least one map and one metric")
+    rerunning = [m.name for m in metrics if m.reruns_explanation]
+    if rerunning:
+        raise OnnxplainError(f"{', '.join(rerunning)} re-run the explanation, so they cannot score saved maps; "
+                             "leave them out, or evaluate the methods themselves")
+    baseline = make_baseline(model, item.image, target, segment=item.segment)
+    shape = baseline.image.shape[:2]
+    for name, saliency in maps.items():  # every map checked before any metric runs
+        check_map(name, saliency, shape)
+    table = EvaluationTable(settings={"maps": sorted(maps), "metrics": {m.name: m.parameters() for m in metrics},
+                                      "seed": seed, "model": model.describe()})
+    context = EvaluationContext(model=model, image=baseline.image, reference=baseline.reference,
+                                target=baseline.target, masks=dict(item.masks), seed=seed,
+                                batch_size=batch_size or model.batch_size)
+    for name, saliency in maps.items():
+        _measure(table, {"image": item.name, "method": name}, context, saliency, metrics)
+        if progress is not None:
+            progress(1)
+    return table
+
+
+def check_map(name: str, saliency: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Raise `OnnxplainError`, naming the map, unless `saliency` is a finite real map of `shape`."""
+    if saliency.dtype.kind not in "biuf":
+        raise OnnxplainError(f"map {name!r} holds {saliency.dtype} values; a map holds real numbers")
+    if saliency.shape != tuple(shape):
+        raise OnnxplainError(f"map {name!r} is shaped {saliency.shape} but the image is {tuple(shape)} "
+                             "(height, width); give a map of the image's size")
+    if not np.isfinite(saliency).all():
+        raise OnnxplainError(f"map {name!r} contains NaN or infinite values")
+
+
+def _measure(table: EvaluationTable, row: dict, context: EvaluationContext, saliency: np.ndarray,
+             metrics: list[Metric]) -> None:
+    """Apply every metric to one map and add its row, curves and notes to `table`."""
+    notes: list[str] = []
+    for metric in metrics:
+        result = metric.evaluate(context, saliency)
+        row.update(result.values)
+        notes += result.notes
+        for curve, points in result.curves.items():
+            table.curves[(row["method"], metric.name, curve)].append(points)
+    if notes:
+        row["notes"] = "; ".join(notes)
+    table.rows.append(row)
 
 
 def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator[Item]:
