@@ -384,3 +384,29 @@ def test_an_interruption_during_start_up_is_one_line(runner, monkeypatch, tmp_pa
 
     monkeypatch.setitem(cli._COMMANDS, "slow", ("slow_command", "command"))
     assert_one_line_error(run(runner, "slow"), "interrupted")
+
+
+# --- datasets ----------------------------------------------------------------------------------------
+
+
+def test_evaluate_a_missing_dataset_folder(runner, brightness, tmp_path):
+    result = run(runner, "evaluate", brightness(), "--dataset", tmp_path / "nowhere")
+    assert_one_line_error(result, "dataset folder not found", "(option --dataset)")
+
+
+def test_evaluate_a_dataset_of_jpeg_photos_with_png_masks(runner, brightness, bright_square, tmp_path):
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "segments").mkdir()
+    Image.fromarray((bright_square[..., 0] * 255).astype(np.uint8)).save(tmp_path / "set" / "images" / "a.jpg")
+    Image.fromarray((bright_square[..., 0] > 0.5).astype(np.uint8) * 255).save(tmp_path / "set" / "segments" / "a.png")
+    result = run(runner, "evaluate", brightness(), "--dataset", tmp_path / "set", "--method", "occlusion",
+                 "-p", "occlusion:window=8", "-p", "occlusion:stride=8", "--metric", "deletion", "--metric-param",
+                 "deletion:steps=4", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    assert "a.jpg" in (tmp_path / "eval" / "evaluation.csv").read_text()
+
+
+def test_evaluate_checks_its_output_folder_before_the_work(runner, brightness, square_png, tmp_path, no_compute):
+    (tmp_path / "taken").write_text("x")
+    result = run(runner, "evaluate", brightness(), square_png, "--out", tmp_path / "taken")
+    assert_one_line_error(result, "is a file, not a folder", "(option --out)")

@@ -194,9 +194,9 @@ def test_runner_tabulates_every_method_and_metric(quadrant, tmp_path):
     assert row["srg_gap"] > 0 and row["srg_beats_random"] == 1.0
     assert {curve for _, metric, curve in table.curves if metric == "srg"} == {
         "MoRF", "LeRF", "random maps MoRF (mean of 4)", "random maps LeRF (mean of 4)"}
-    names = {p.name for p in table.save(tmp_path)}
+    names = {p.name for p in table.save(tmp_path / "eval")}
     assert names == {"evaluation.csv", "evaluation.json", "curves.png"}
-    assert json.loads((tmp_path / "evaluation.json").read_text())["means"]["hdm"]["deletion_auc"] == row["deletion_auc"]
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["means"]["hdm"]["deletion_auc"] == row["deletion_auc"]
 
 
 def test_evaluate_command_on_a_dataset(runner, quadrant, tmp_path):

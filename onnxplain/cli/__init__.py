@@ -16,6 +16,7 @@ _FLAGS = {
     "std": "--std", "activation": "--activation", "output": "--output", "class_index": "--class",
     "segment": "--segment", "target": "--target", "method": "--method", "batch_size": "--batch-size",
     "masks": "--mask", "seed": "--seed", "score": "--score", "resize": "--resize", "out": "--out",
+    "dataset": "--dataset",
 }
 """Core errors name the settings that fix them; the command line names its flags for them."""
 

@@ -55,7 +55,7 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
     and curves.png (the pixel-flipping curves of each method against random maps). With --saliency,
     the rows are maps saved earlier, named by their folder or file.
     """
-    from onnxplain.evaluation.runner import Item, read_dataset
+    from onnxplain.evaluation.runner import Item, dataset_images, read_dataset
     from onnxplain.evaluation.runner import evaluate as run_evaluation
     from onnxplain.targets import Target
 
@@ -66,7 +66,7 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
     model = open_model(model_path, model_settings)
     channels = model.input.channels if model.input.channels in (1, 3) else None
     if dataset is not None:
-        count = len(list((Path(dataset) / "images").glob("*.png")))
+        count = len(dataset_images(dataset))
         items = read_dataset(dataset, channels=channels)
     else:
         regions = dict(_named_path(text) for text in masks)
@@ -79,17 +79,18 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
     metric_plugins = [create_plugin("metric", m, scoped(metric_params, m, metrics, "--metric-param"))
                       for m in metrics]
     goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
-    if saved:
-        table = _evaluate_saved(model, items[0], saved, metric_plugins, goal, seed, model_settings["batch_size"])
-    else:
-        scorer = create_plugin("score", score, ()) if score else None
-        method_plugins = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer)
-                          for m in methods]
-        with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
-            table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
-                                   seed=seed, batch_size=model_settings["batch_size"], progress=update)
     out = out or Path("onnxplain-eval") / (image_path.stem if image_path else Path(dataset).name)
-    written = table.save(out)
+    with io.output_folder(out) as staging:  # checked before the work, written whole at the end
+        if saved:
+            table = _evaluate_saved(model, items[0], saved, metric_plugins, goal, seed, model_settings["batch_size"])
+        else:
+            scorer = create_plugin("score", score, ()) if score else None
+            method_plugins = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer)
+                              for m in methods]
+            with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
+                table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
+                                       seed=seed, batch_size=model_settings["batch_size"], progress=update)
+        written = table.write(staging)
     for row in table.rows:
         if row.get("notes"):
             click.echo(f"Note ({row['image']}, {row['method']}): {row['notes']}", err=True)
@@ -99,7 +100,7 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
         if "srg_gap" in means:
             click.echo(f"  srg gap {means['srg_gap']:.3f} against random maps' {means['srg_random_gap']:.3f} "
                        f"± {means['srg_random_gap_std']:.3f}: beats them on {means['srg_beats_random']:.0%} of images")
-    click.echo(f"wrote {', '.join(p.name for p in written)} to {out}")
+    click.echo(f"wrote {', '.join(written)} to {out}")
 
 
 def _check_saved_options(image_path, params, score) -> None:

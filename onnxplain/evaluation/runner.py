@@ -127,17 +127,23 @@ class EvaluationTable:
         return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write ``evaluation.csv``, ``evaluation.json`` (rows, means per method, settings) and ``curves.png``."""
+        """Write ``evaluation.csv``, ``evaluation.json`` (rows, means per method, settings) and ``curves.png``
+        into `out_dir`, whole or not at all (see `onnxplain.io.output_folder`)."""
         out = Path(out_dir)
+        with io.output_folder(out) as staging:
+            names = self.write(staging)
+        return [out / name for name in names]
+
+    def write(self, folder: Path) -> list[str]:
+        """Write the files of `save` into `folder`, an existing folder being staged; returns their names."""
         picture = self.plot()
-        with io.atomic_write(out / "evaluation.csv", "w") as stream:
-            stream.write(self.to_csv())
-        written = [out / "evaluation.csv"]
-        record = {"settings": self.settings, "means": self.means(), "rows": self.rows}
-        written.append(io.save_json(record, out / "evaluation.json"))
-        if picture is not None:
-            written.append(io.save_png(picture, out / "curves.png"))
-        return written
+        record = io.json_text({"settings": self.settings, "means": self.means(), "rows": self.rows})
+        io.save_text(self.to_csv(), folder / "evaluation.csv")
+        io.save_text(record, folder / "evaluation.json")
+        if picture is None:
+            return ["evaluation.csv", "evaluation.json"]
+        io.save_png(picture, folder / "curves.png")
+        return ["evaluation.csv", "evaluation.json", "curves.png"]
 
 
 def evaluate(
@@ -298,11 +304,38 @@ def _measure(table: EvaluationTable, row: dict, context: EvaluationContext, sali
     table.rows.append(row)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def dataset_images(folder: str | Path) -> list[Path]:
+    """The image files of a dataset folder (``images/*`` in any format Pillow reads), sorted.
+
+    Raises
+    ------
+    OnnxplainError
+        When the folder is missing, is a file, or holds no images, each said apart.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise OnnxplainError(f"dataset folder not found: {folder}", parameters=("dataset",))
+    if not folder.is_dir():
+        raise OnnxplainError(f"the dataset {folder} is a file; give the folder that holds images/",
+                             parameters=("dataset",))
+    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise OnnxplainError(f"{folder} has no images/ with image files ({', '.join(IMAGE_SUFFIXES)}); a dataset "
+                             "folder holds images/, and optionally segments/ and shapes/REGION/ with files of the "
+                             "same names", parameters=("dataset",))
+    return images
+
+
 def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator[Item]:
     """Read a folder in onnxplain's dataset layout (what `onnxplain testnet generate` writes).
 
-    ``images/NAME`` are the images; ``segments/NAME`` (optional) the ground-truth segments;
-    ``shapes/REGION/NAME`` (optional) named regions for the localisation metrics.
+    ``images/NAME.EXT`` are the images (PNG, JPEG, TIFF...); ``segments/NAME.*`` (optional) the
+    ground-truth segments; ``shapes/REGION/NAME.*`` (optional) named regions for the localisation
+    metrics. A segment or region belongs to the image of the same name whatever its format, so
+    JPEG photos can have PNG masks.
 
     Parameters
     ----------
@@ -316,17 +349,21 @@ def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator
     Item
     """
     folder = Path(folder)
-    images = sorted((folder / "images").glob("*.png")) if (folder / "images").is_dir() else []
-    if not images:
-        raise OnnxplainError(f"{folder} has no images/*.png; a dataset folder holds images/, and optionally "
-                             "segments/ and shapes/REGION/ with the same file names")
+    images = dataset_images(folder)
     regions = sorted(p for p in (folder / "shapes").glob("*") if p.is_dir()) if (folder / "shapes").is_dir() else []
     for path in images:
-        segment = folder / "segments" / path.name
-        masks = {region.name: io.read_mask(region / path.name) for region in regions if (region / path.name).is_file()}
+        segment = _same_name(folder / "segments", path.stem)
+        masks = {region.name: io.read_mask(found) for region in regions
+                 if (found := _same_name(region, path.stem)) is not None}
         yield Item(
             name=path.name,
             image=io.read_image(path, channels=channels),
-            segment=io.read_mask(segment) if segment.is_file() else None,
+            segment=io.read_mask(segment) if segment is not None else None,
             masks=masks,
         )
+
+
+def _same_name(folder: Path, stem: str) -> Path | None:
+    """The image file in `folder` named `stem` with any image suffix, if there is one."""
+    found = [p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
+    return sorted(found)[0] if found else None
