@@ -44,11 +44,11 @@ IMAGES = {"person": "astronaut", "text": "lines"}
 HDM_VARIANTS = {
     "2019: Hausdorff, black": dict(variant="2019"),
     "Hausdorff reference→output, black": dict(variant="2019", score="hausdorff:direction=reference"),
-    "HD95, black": dict(variant="2019", score="hausdorff:statistic=p95"),
-    "mean distance both ways, black": dict(variant="2019", score="hausdorff:statistic=mean"),
+    "95th percentile of pixel distances, black": dict(variant="2019", score="hausdorff:statistic=p95"),
+    "mean pixel distance both ways, black": dict(variant="2019", score="hausdorff:statistic=mean"),
     "segment distance, black": dict(fill="black"),
     "Hausdorff, blur": dict(variant="2019", fill="blur"),
-    "mean distance both ways, blur": dict(score="hausdorff:statistic=mean"),
+    "mean pixel distance both ways, blur": dict(score="hausdorff:statistic=mean"),
     "segment distance, blur (default)": dict(),
 }
 SANITY_LIMIT = 0.3

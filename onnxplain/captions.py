@@ -117,5 +117,12 @@ def method_title(record: dict) -> str:
 
 
 def score_words(record: dict) -> tuple[str, str, str, str]:
+    """The score's noun, the words for it growing and shrinking, and its unit."""
     name = str(record.get("score", {}).get("name", ""))
+    settings = record.get("score", {}).get("parameters") or {}
+    statistic, direction = settings.get("statistic", "max"), settings.get("direction", "both")
+    if name == "hausdorff" and (statistic, direction) != ("max", "both"):  # its robust kin, named as set
+        noun = {"max": "largest", "p95": "95th-percentile", "mean": "mean"}.get(statistic, statistic)
+        whose = {"reference": " of the segment to the output", "output": " of the output to the segment"}
+        return f"{noun} pixel distance{whose.get(direction, '')}", "increase", "decrease", " (px)"
     return _SCORES.get(name, (f"{name} distance" if name else "score", "increase", "decrease", ""))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -108,38 +107,66 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         yield stream
 
 
-RESULT_FILES = ("explanation.json", "evaluation.json", "demo.png")
-"""Files that mark a folder as one onnxplain wrote, which a new result may replace."""
+MANIFEST = ".onnxplain-result"
+"""The file in every result folder listing what onnxplain wrote there: only such a folder, unchanged
+since, may be replaced by a new result."""
 
 _MIN_FREE_BYTES = 1 << 20
 
 
+class _ResultKeptError(OnnxplainError):
+    """The work is done, but its folder could not take it: the staged result stays where it is."""
+
+
+def _entries(folder: Path) -> set[str]:
+    """Every file and folder below `folder`, hidden ones included, as relative POSIX paths."""
+    return {entry.relative_to(folder).as_posix() for entry in folder.rglob("*")} - {MANIFEST}
+
+
 def is_result_folder(path: Path) -> bool:
-    """Whether `path` is a folder onnxplain wrote: it holds a result file, or only such folders."""
-    if any((path / name).is_file() for name in RESULT_FILES):
-        return True
-    entries = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
-    return bool(entries) and all(entry.is_dir() and is_result_folder(entry) for entry in entries)
+    """Whether `path` is a result folder onnxplain wrote and nobody has added to since.
+
+    Its manifest must list every entry below it: a file of the user's (a note, a ``.git``, the
+    input image) makes it a folder that replacing would destroy.
+    """
+    try:
+        listed = set(json.loads((path / MANIFEST).read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    return _entries(path) <= listed
 
 
-def check_output_folder(path: str | Path) -> Path:
+def check_output_folder(path: str | Path, *, inputs: Sequence[str | Path | None] = ()) -> Path:
     """Refuse, before any work, an output folder that cannot take a result.
 
-    A path that is a file, a folder holding files onnxplain did not write (which replacing it
-    would delete), or one whose parent is a file, is refused with the fix.
+    Refused with the fix: a file; a folder holding anything but an earlier onnxplain result (which
+    replacing it would delete); the current folder or one that holds it; a folder holding one of
+    `inputs` (the files the work reads, such as maps saved earlier); a mount point; a path below a
+    file. Links are followed: the result goes where they point.
 
     Returns
     -------
     Path
-        `path`, absolute.
+        `path`, resolved.
     """
-    path = Path(path).absolute()
+    path = Path(path).resolve()
     if path.exists() and not path.is_dir():
         raise OnnxplainError(f"the output {path} is a file, not a folder; give a folder", parameters=("out",))
+    here = Path.cwd().resolve()
+    if path == here or path in here.parents:
+        raise OnnxplainError(f"the output folder {path} is the current folder or holds it, which a result "
+                             "replaces whole; give a new folder", parameters=("out",))
+    for given in inputs:
+        if given is not None and (Path(given).resolve() == path or path in Path(given).resolve().parents):
+            raise OnnxplainError(f"the output folder {path} holds {given}, which this run reads; give another "
+                                 "folder", parameters=("out",))
+    if path.is_dir() and os.path.ismount(path):
+        raise OnnxplainError(f"the output folder {path} is a mount point, which a result cannot replace; give a "
+                             "folder inside it", parameters=("out",))
     if path.is_dir() and any(path.iterdir()) and not is_result_folder(path):
         raise OnnxplainError(
-            f"the output folder {path} holds files that onnxplain did not write, which saving a result "
-            "there would replace; give a new or empty folder", parameters=("out",))
+            f"the output folder {path} holds files that onnxplain did not write (or that were added to its "
+            "result), which saving a result there would replace; give a new or empty folder", parameters=("out",))
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -150,14 +177,17 @@ def check_output_folder(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_folder(path: str | Path, *, needed_bytes: int = 0) -> Iterator[Path]:
+def output_folder(path: str | Path, *, needed_bytes: int = 0,
+                  inputs: Sequence[str | Path | None] = ()) -> Iterator[Path]:
     """Stage a result folder: an empty temporary folder beside `path`, which replaces `path` whole
     once the block succeeds and is removed if it fails or is interrupted.
 
     Enter it before the work: an output that cannot be written (a file, a read-only or full disk,
     a folder of someone else's files) is refused before anything is computed. Files of an earlier
     result at `path` are gone afterwards, never mixed with the new ones; a failure leaves `path`
-    as it was.
+    as it was. The folder gets a manifest (`MANIFEST`) of what was written, so that only an
+    unchanged onnxplain result is ever replaced; if the folder changed during the work, the new
+    result is left in the staging folder and the error says where.
 
     Parameters
     ----------
@@ -165,13 +195,15 @@ def output_folder(path: str | Path, *, needed_bytes: int = 0) -> Iterator[Path]:
         The result folder.
     needed_bytes : int
         About how much the result will take; the disk must have that much free.
+    inputs : sequence of path
+        Files the work reads, which the result must not replace.
 
     Yields
     ------
     Path
         The staging folder to write into.
     """
-    path = check_output_folder(path)
+    path = check_output_folder(path, inputs=inputs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
@@ -189,23 +221,35 @@ def output_folder(path: str | Path, *, needed_bytes: int = 0) -> Iterator[Path]:
                 f"{max(needed_bytes, _MIN_FREE_BYTES) / 2**20:.1f} MiB the result needs; free space or "
                 "choose another folder", parameters=("out",))
         yield staging
+        save_text(json.dumps(sorted(_entries(staging)), indent=0) + "\n", staging / MANIFEST)
         _replace_folder(staging, path)
+    except _ResultKeptError:
+        raise
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            raise OnnxplainError(f"could not write the result in {path}: {error.strerror}; nothing was written "
-                                 "there; free space or choose another folder", parameters=("out",)) from error
+        if isinstance(error, OSError):
+            raise OnnxplainError(f"could not write the result in {path}: {error.strerror or error}; nothing was "
+                                 "written there; free space or choose another folder", parameters=("out",)) from error
         raise
 
 
 def _replace_folder(staging: Path, path: Path) -> None:
-    """Move `staging` to `path`; an earlier folder there is moved aside first and then deleted."""
+    """Move `staging` to `path`; an earlier result there is moved aside, and deleted once the new one is in."""
+    if path.exists() and any(path.iterdir()) and not is_result_folder(path):
+        raise _ResultKeptError(f"the output folder {path} changed during the work and now holds files that onnxplain "
+                          f"did not write; the result is in {staging}: move it where you want it",
+                          parameters=("out",))
     if not path.exists():
         os.replace(staging, path)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     os.replace(path, old / path.name)
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except BaseException:
+        os.replace(old / path.name, path)  # the earlier result back where it was
+        os.rmdir(old)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -173,8 +173,10 @@ class HausdorffScore(Score):
     - ``direction='reference'`` counts only the reference's pixels, i.e. how far the segment's
       pixels are from what the output still segments (the segment lost or shrunk); ``'output'``
       counts only the output's pixels (false positives and how far they stray);
-    - ``statistic='mean'`` is the average distance (an average surface distance over pixels),
-      ``'p95'`` the 95th percentile (HD95): neither is dominated by a single far pixel.
+    - ``statistic='mean'`` is the mean of the pixel distances, ``'p95'`` their 95th percentile:
+      neither is dominated by a single far pixel. They are taken over every pixel of the mask
+      (0 where the masks overlap), not over border pixels as the surface-based HD95 and average
+      surface distance of medical imaging are.
 
     `margin` ignores output pixels further than that many pixels from the reference. Both masks are
     limited to the region of interest when the target has one. An output that segments nothing is

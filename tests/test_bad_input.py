@@ -410,3 +410,76 @@ def test_evaluate_checks_its_output_folder_before_the_work(runner, brightness, s
     (tmp_path / "taken").write_text("x")
     result = run(runner, "evaluate", brightness(), square_png, "--out", tmp_path / "taken")
     assert_one_line_error(result, "is a file, not a folder", "(option --out)")
+
+
+def test_a_result_folder_with_a_file_of_the_users_is_not_replaced(runner, brightness, square_png, tmp_path):
+    out = tmp_path / "out"
+    assert run(runner, "explain", brightness(), square_png, "-p", "offset=8", "--out", out).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    (out / ".git").mkdir()
+    result = run(runner, "explain", brightness(), square_png, "-p", "offset=8", "--out", out)
+    assert_one_line_error(result, "holds files that onnxplain did not write")
+    assert (out / "notes.txt").read_text() == "mine" and (out / ".git").is_dir()
+
+
+@pytest.mark.parametrize("where", [".", ".."])
+def test_the_current_folder_or_its_parent_as_out(runner, brightness, square_png, tmp_path, monkeypatch, where):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    result = run(runner, "explain", brightness(), square_png, "--out", where)
+    assert_one_line_error(result, "is the current folder or holds it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["work", "square.png", *[
+        p.name for p in tmp_path.glob("brightness*")]])
+
+
+def test_out_through_a_link_writes_where_it_points(runner, brightness, square_png, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert run(runner, "explain", brightness(), square_png, "-p", "offset=8", "--out", tmp_path / "link").exit_code == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "saliency.npy").is_file()
+
+
+def test_files_added_to_out_during_the_work_are_kept_and_so_is_the_result(brightness, bright_square, tmp_path):
+    from onnxplain import OnnxModel, explain
+
+    result = explain(OnnxModel(brightness()), bright_square, method="hdm", offset=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(Exception, match="changed during the work") as raised:
+        with io.output_folder(out) as staging:
+            result.write(staging)
+            (out / "arrived.txt").write_text("written by someone else meanwhile")
+    assert (out / "arrived.txt").exists()
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(kept) == 1 and str(kept[0]) in str(raised.value) and (kept[0] / "saliency.npy").is_file()
+
+
+def test_a_replaced_result_leaves_nothing_beside_it(runner, brightness, square_png, tmp_path):
+    out = tmp_path / "out"
+    for method in ("hdm", "rise"):
+        assert run(runner, "explain", brightness(), square_png, "--method", method, "-p",
+                   "offset=8" if method == "hdm" else "n_masks=8", "--out", out).exit_code == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert io.is_result_folder(out)
+
+
+def test_evaluate_does_not_write_over_the_maps_it_scores(runner, brightness, square_png, tmp_path):
+    res = tmp_path / "res"
+    assert run(runner, "explain", brightness(), square_png, "-p", "offset=8", "--out", res).exit_code == 0
+    result = run(runner, "evaluate", brightness(), square_png, "--saliency", res, "--out", res)
+    assert_one_line_error(result, "which this run reads", "(option --out)")
+    assert (res / "saliency.npy").is_file()
+
+
+def test_dataset_masks_pair_with_their_image_by_whole_name(tmp_path, bright_square):
+    from onnxplain.evaluation.runner import read_dataset
+
+    for folder in ("images", "segments"):
+        (tmp_path / folder).mkdir()
+    picture = Image.fromarray((bright_square[..., 0] * 255).astype(np.uint8))
+    for name in ("cat[1].png", "cat.png"):
+        picture.save(tmp_path / "images" / name)
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "segments" / "cat1.png")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "segments" / "cat.v2.png")
+    items = {item.name: item for item in read_dataset(tmp_path, channels=1)}
+    assert items["cat[1].png"].segment is None and items["cat.png"].segment is None

@@ -196,7 +196,8 @@ def test_runner_tabulates_every_method_and_metric(quadrant, tmp_path):
         "MoRF", "LeRF", "random maps MoRF (mean of 4)", "random maps LeRF (mean of 4)"}
     names = {p.name for p in table.save(tmp_path / "eval")}
     assert names == {"evaluation.csv", "evaluation.json", "curves.png"}
-    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["means"]["hdm"]["deletion_auc"] == row["deletion_auc"]
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert saved["means"]["hdm"]["deletion_auc"] == row["deletion_auc"]
 
 
 def test_evaluate_command_on_a_dataset(runner, quadrant, tmp_path):
@@ -223,3 +224,19 @@ def test_evaluate_command_on_a_dataset(runner, quadrant, tmp_path):
 def test_evaluate_command_needs_one_input(runner, quadrant):
     result = runner.invoke(cli.main, ["evaluate", str(quadrant)])
     assert result.exit_code == 2 and "give either IMAGE or --dataset" in result.output
+
+
+def test_infidelity_does_not_depend_on_the_batch_size(testnet_model):
+    from onnxplain import OnnxModel, data
+    from onnxplain.evaluation.faithfulness import Infidelity
+    from onnxplain.evaluation.metric import EvaluationContext
+    from onnxplain.targets import Reference
+
+    model = OnnxModel(testnet_model)
+    image = data.load_sample(0).image[..., None]
+    reference = Reference(model.predict(image[None]).mask[0])
+    saliency = np.random.default_rng(0).random(image.shape[:2])
+    values = [Infidelity(n_samples=8).evaluate(EvaluationContext(model=model, image=image, reference=reference,
+                                                                  batch_size=size), saliency).values
+              for size in (3, 8)]
+    assert values[0] == values[1]

@@ -80,7 +80,9 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
                       for m in metrics]
     goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
     out = out or Path("onnxplain-eval") / (image_path.stem if image_path else Path(dataset).name)
-    with io.output_folder(out) as staging:  # checked before the work, written whole at the end
+    # Checked before the work, written whole at the end; never over what this run reads.
+    with io.output_folder(out, inputs=(model_path, image_path, dataset, segment, *saved,
+                                                 *(text.partition("=")[2] for text in masks))) as staging:
         if saved:
             table = _evaluate_saved(model, items[0], saved, metric_plugins, goal, seed, model_settings["batch_size"])
         else:

@@ -68,7 +68,8 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
                                                else image_path.stem)
     extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
     lines = []
-    with io.output_folder(base_out, needed_bytes=result_bytes(image, len(methods))) as staging:
+    with io.output_folder(base_out, needed_bytes=result_bytes(image, len(methods)),
+                          inputs=(model_path, image_path, segment)) as staging:
         for name, method, total in zip(methods, chosen, totals, strict=True):
             with progress_bar(total, f"{name} ({total} images)") as update:
                 result = method.attribute(model, baseline.image, goal, baseline=baseline,

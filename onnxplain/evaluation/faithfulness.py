@@ -141,12 +141,13 @@ class Infidelity(Metric):
         self.noise_std = noise_std
 
     def _evaluate(self, context: EvaluationContext, saliency: np.ndarray) -> MetricResult:
-        rng = np.random.default_rng([context.seed, 2])
         image = context.image
         original = context.similarity(image[None])[0]
         predicted_parts, actual_parts = [], []
         for start, stop in batches(self.n_samples, context.batch_size):
-            perturbed = self._perturb(image, stop - start, rng)
+            # Perturbation i comes from its own generator: the same values whatever the batch size.
+            perturbed = np.concatenate([self._perturb(image, 1, np.random.default_rng([context.seed, 2, i]))
+                                        for i in range(start, stop)])
             actual_parts.append(original - context.similarity(perturbed))
             predicted_parts.append(np.einsum("nhwc,hw->n", image[None] - perturbed, saliency))
         predicted, actual = np.concatenate(predicted_parts), np.concatenate(actual_parts)

@@ -365,5 +365,8 @@ def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator
 
 def _same_name(folder: Path, stem: str) -> Path | None:
     """The image file in `folder` named `stem` with any image suffix, if there is one."""
-    found = [p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
-    return sorted(found)[0] if found else None
+    if not folder.is_dir():
+        return None
+    # Compared by name, not by a glob pattern: names may hold [ ] * ? and dots.
+    found = sorted(p for p in folder.iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
+    return found[0] if found else None
