@@ -101,7 +101,7 @@ def table(rows: list[dict], first: str) -> str:
     columns = [first, "MoRF AUC ↓", "LeRF AUC ↑", "gap (SRG) ↑", "random maps' gap", "beats random"]
     sanity = any("abs_spearman_full" in row for row in rows)
     if sanity:
-        columns.append("|Spearman| after randomisation ↓")
+        columns.append("\\|Spearman\\| after full randomisation ↓")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [row[first], f"{row['srg_morf_auc']:.3f}", f"{row['srg_lerf_auc']:.3f}", f"**{row['srg_gap']:.3f}**",
