@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from onnxplain.batching import batches, out_of_memory
 from onnxplain.errors import OnnxplainError, first_line
+from onnxplain.layers import Layer, default_layer, find_layer, list_layers
 from onnxplain.outputs import ModelOutput, OutputReader
 from onnxplain.resizing import resize_batch
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
@@ -86,8 +88,9 @@ class OnnxModel:
     ((1, 240, 240), dtype('bool'))
     """
 
-    serves = frozenset({"predictions"})
-    """What methods can ask of this model: its predictions only (onnxruntime has no gradients)."""
+    serves = frozenset({"predictions", "activations"})
+    """What methods can ask of this model: predictions, and any layer's activations (onnxruntime has no
+    gradients)."""
 
     def __init__(
         self,
@@ -142,6 +145,8 @@ class OnnxModel:
         height, width = self.input.height, self.input.width
         self.resize_to = (height, width) if resize and height is not None and width is not None else None
         """The model's own size that images are resized to, when `resize` applies."""
+        self._layers: list[Layer] | None = None
+        self._layer_sessions: dict[str, ort.InferenceSession] = {}
         self._sha256: str | None = None
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
@@ -297,6 +302,51 @@ class OnnxModel:
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
+    # --- inside the model -------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The model's intermediate tensors, in graph order (see `onnxplain.layers`)."""
+        if self._layers is None:
+            self._layers = list_layers(self.path)
+        return self._layers
+
+    def layer(self, name: str | None = None) -> Layer:
+        """The feature map called `name`, or the recommended one (the one the head reads) when omitted."""
+        return default_layer(self.layers, self.output_name) if name is None else find_layer(self.layers, name)
+
+    def activations(self, images: np.ndarray, layer: str) -> np.ndarray:
+        """The activations of feature map `layer` for a batch of images in image space.
+
+        Parameters
+        ----------
+        images : ndarray, shape (n, H, W, C)
+            Images, as `predict` takes them.
+        layer : str
+            A feature map's name (see `layers`).
+
+        Returns
+        -------
+        ndarray of float32, shape (n, channels, h, w)
+        """
+        name = self.layer(layer).name
+        session = self._layer_session(name)
+        tensor = self.to_tensor(images)
+        started = time.perf_counter()
+        try:
+            parts = [session.run([name], {self.input.name: chunk})[0][:keep] for chunk, keep in self._chunks(tensor)]
+        finally:
+            self.inference_seconds += time.perf_counter() - started
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _layer_session(self, name: str) -> ort.InferenceSession:
+        """A session of the model with `name` added to its outputs, made once per layer."""
+        if name not in self._layer_sessions:
+            proto = onnx.load(str(self.path))  # with external weights, since the session is made from bytes
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            self._layer_sessions[name] = _create_session(proto.SerializeToString(), self.device, label=str(self.path))
+        return self._layer_sessions[name]
+
     # --- facts for records ------------------------------------------------------------------
 
     @property
@@ -442,7 +492,7 @@ def _quiet_onnxruntime() -> Iterator[None]:
         ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
 
 
-def _create_session(path: Path, device: str) -> ort.InferenceSession:
+def _create_session(path: Path | bytes, device: str, *, label: str | None = None) -> ort.InferenceSession:
     available = ort.get_available_providers()
     if device == "cuda" and _CUDA not in available:
         raise OnnxplainError(
@@ -453,11 +503,13 @@ def _create_session(path: Path, device: str) -> ort.InferenceSession:
     providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    label = label or str(path)
     try:
         with _quiet_onnxruntime():
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                           providers=providers)
     except Exception as error:
-        raise OnnxplainError(f"onnxruntime could not load {path}: {first_line(error)}") from error
+        raise OnnxplainError(f"onnxruntime could not load {label}: {first_line(error)}") from error
     if device == "cuda" and session.get_providers()[0] != _CUDA:
         raise OnnxplainError(
             "the CUDA device was asked for, but onnxruntime could not start CUDA here (no GPU, or CUDA/cuDNN "

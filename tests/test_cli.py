@@ -29,7 +29,7 @@ def test_explain_writes_maps_and_record(runner, brightness, square_png, tmp_path
     out = tmp_path / "out"
     result = run(runner, "explain", brightness(), square_png, "--out", out, "-p", "offset=4", "-p", "circle_size=5")
     assert result.exit_code == 0, result.output
-    assert "hdm with segment-distance: 64 images" in result.output
+    assert "hdm with segment-distance: 64 perturbed images" in result.output
     record = json.loads((out / "explanation.json").read_text())
     assert record["method"]["parameters"]["offset"] == 4 and record["image_file"] == str(square_png)
     saliency = np.load(out / "saliency.npy")

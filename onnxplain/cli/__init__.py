@@ -16,7 +16,7 @@ _FLAGS = {
     "std": "--std", "activation": "--activation", "output": "--output", "class_index": "--class",
     "segment": "--segment", "target": "--target", "method": "--method", "batch_size": "--batch-size",
     "masks": "--mask", "seed": "--seed", "score": "--score", "resize": "--resize", "out": "--out",
-    "dataset": "--dataset",
+    "dataset": "--dataset", "layer": "-p layer=NAME",
 }
 """Core errors name the settings that fix them; the command line names its flags for them."""
 
@@ -34,6 +34,7 @@ _COMMANDS = {
     "plugins": ("onnxplain.cli.tools", "list_plugins"),
     "testnet": ("onnxplain.cli.tools", "testnet_group"),
     "export": ("onnxplain.cli.tools", "export_group"),
+    "layers": ("onnxplain.cli.tools", "list_layers"),
 }
 """Each command's module, imported only when the command runs or is listed: onnxruntime and the
 rest load inside the error handling below, so even an interruption during start-up is one line."""

@@ -95,6 +95,7 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr counting forward passes, with their rate and the time left.
 
     It appears at the first update, so a run that fails before any forward pass prints only its error.
+    A method that cannot say its total beforehand (0) gets a count without a bar.
     """
     started = time.perf_counter()
     done = 0
@@ -103,8 +104,8 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     def update(count: int) -> None:
         nonlocal done, bar
         if bar is None:
-            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True, show_pos=True,
-                                    item_show_func=lambda rate: rate)
+            bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_eta=total > 0,
+                                    show_pos=True, show_percent=total > 0, item_show_func=lambda rate: rate)
             bar.__enter__()
         done += count
         bar.update(count, f"{done / max(time.perf_counter() - started, 1e-9):.1f} img/s")

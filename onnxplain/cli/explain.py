@@ -71,7 +71,7 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
     with io.output_folder(base_out, needed_bytes=result_bytes(image, len(methods)),
                           inputs=(model_path, image_path, segment)) as staging:
         for name, method, total in zip(methods, chosen, totals, strict=True):
-            with progress_bar(total, f"{name} ({total} images)") as update:
+            with progress_bar(total, f"{name} ({total} images)" if total else name) as update:
                 result = method.attribute(model, baseline.image, goal, baseline=baseline,
                                           batch_size=model_settings["batch_size"], progress=update)
             single = len(methods) == 1
@@ -79,10 +79,12 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
             folder.mkdir(exist_ok=True)
             written = result.write(folder, color_map=color_map, extra=extra)
             seconds = result.seconds
+            basis = (f"layer {result.record['layer']['name']}" if "layer" in result.record
+                     else result.record.get("score", {}).get("name", "its score"))
             lines.append(
-                f"{name} with {result.record.get('score', {}).get('name', 'its score')}: {len(result.values)} "
-                f"images in {seconds['total']:.1f} s (inference {seconds.get('inference', 0.0):.1f} s on "
-                f"{model.device}); {len(written)} files in {base_out if single else base_out / name}"
+                f"{name} with {basis}: {len(result.values)} perturbed images in {seconds['total']:.1f} s "
+                f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device}); {len(written)} files in "
+                f"{base_out if single else base_out / name}"
             )
     click.echo("\n".join(lines))
 
@@ -107,7 +109,7 @@ def demo(out, sample, device, batch_size):
         for name in ("hdm", "rise"):
             method = plugins.create("method", name)  # each method with its defaults
             total = method.count(baseline.image)
-            with progress_bar(total, f"{name} ({total} images)") as update:
+            with progress_bar(total, f"{name} ({total} images)" if total else name) as update:
                 result = method.attribute(model, baseline.image, baseline=baseline, progress=update)
             (staging / name).mkdir()
             result.write(staging / name, extra={"sample": sample})
