@@ -251,12 +251,55 @@ class OnnxModel:
         # batch 1 then costs one onnxruntime call per image and nothing more.
         tensor = self.to_tensor(images)
         raw = [self.run_tensor(chunk, name)[:keep] for chunk, keep in self._chunks(tensor)]
+        return self._read(raw, name, chosen, images.shape[1:3])
+
+    def predict_with_layer(
+        self, images: np.ndarray, layer: str, activations: np.ndarray, *, class_index: int | None = None,
+        output: int | str | None = None,
+    ) -> ModelOutput:
+        """Run the model with feature map `layer` replaced by `activations`, the rest computed from `images`.
+
+        The rest of the network (skip connections included) runs as usual; only what reads the
+        layer reads `activations` instead. This is how Ablation-CAM runs the network on changed
+        activations.
+
+        Parameters
+        ----------
+        images : ndarray, shape (n, H, W, C)
+            Images, as `predict` takes them.
+        layer : str
+            A feature map's name (see `layers`).
+        activations : ndarray, shape (n, channels, h, w)
+            What the layer holds instead, as `activations` returns it.
+        class_index, output
+            As for `predict`.
+        """
+        name = self.output_name if output is None else output_name(self._output_names, output)
+        chosen = self.reader.class_index if class_index is None else _check_class(class_index)
+        layer = self.layer(layer).name
+        if len(activations) != len(images):
+            raise OnnxplainError(f"{len(activations)} activations for {len(images)} images")
+        session = self._override_session(layer)
+        tensor = self.to_tensor(images)
+        values = np.ascontiguousarray(activations, dtype=np.float32)
+        size = self.batch_size if self.input.batch is None else self.input.batch
+        raw = []
+        started = time.perf_counter()
+        try:
+            for start, stop in batches(len(tensor), size):
+                raw.append(session.run([name], {self.input.name: tensor[start:stop], layer: values[start:stop]})[0])
+        finally:
+            self.inference_seconds += time.perf_counter() - started
+        return self._read(raw, name, chosen, images.shape[1:3])
+
+    def _read(self, raw: list[np.ndarray], name: str, class_index: int, size: tuple[int, ...]) -> ModelOutput:
+        """Read raw output batches of output `name` as probabilities and masks, at the image's `size`."""
         output_batch = raw[0] if len(raw) == 1 else np.concatenate(raw)
         if self.resize_to is not None:
             # Back to the image's size before anything reads it: logits bilinearly, labels by nearest.
             spatial = (2, 3) if output_batch.ndim == 4 and not self._reader(name).channels_last else (1, 2)
-            output_batch = resize_batch(output_batch, images.shape[1:3], axes=spatial)
-        return self._reader(name).read(output_batch, chosen)
+            output_batch = resize_batch(output_batch, tuple(size), axes=spatial)  # type: ignore[arg-type]
+        return self._reader(name).read(output_batch, class_index)
 
     def _chunks(self, tensor: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         """Yield (chunk, number of real images in it) in forward-pass sizes."""
@@ -346,6 +389,19 @@ class OnnxModel:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             self._layer_sessions[name] = _create_session(proto.SerializeToString(), self.device, label=str(self.path))
         return self._layer_sessions[name]
+
+    def _override_session(self, name: str) -> ort.InferenceSession:
+        """A session of the model in which tensor `name` is an input: its producer's result goes unused."""
+        key = f"override:{name}"
+        if key not in self._layer_sessions:
+            proto = onnx.load(str(self.path))
+            for node in proto.graph.node:
+                for i, produced in enumerate(node.output):
+                    if produced == name:
+                        node.output[i] = f"{name}__computed"
+            proto.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            self._layer_sessions[key] = _create_session(proto.SerializeToString(), self.device, label=str(self.path))
+        return self._layer_sessions[key]
 
     # --- facts for records ------------------------------------------------------------------
 

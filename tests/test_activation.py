@@ -82,3 +82,32 @@ def test_a_layer_without_spatial_axes_is_refused():
 def test_layers_of_a_file_that_is_no_model(runner, tmp_path):
     (tmp_path / "model.onnx").write_text("not a model")
     assert_one_line_error(run(runner, "layers", tmp_path / "model.onnx"), "is not an ONNX model")
+
+
+def test_the_rest_of_the_network_runs_on_changed_activations_skip_connections_included(model, image):
+    for layer in (LAYER, "relu_5"):  # relu_5 is deep in the encoder: its output also feeds a skip connection
+        features = model.activations(image[None], layer)
+        same = model.predict_with_layer(image[None], layer, features).probability
+        np.testing.assert_allclose(same, model.predict(image[None]).probability, atol=1e-6)
+        assert np.abs(model.predict_with_layer(image[None], layer, 0 * features).probability - same).max() > 0.1
+
+
+def test_ablation_cam_follows_the_papers_definition(model, image, testnet_model, tmp_path):
+    result = explain(model, image, method="ablation-cam", layer=LAYER)
+    onnx.utils.extract_model(str(testnet_model), str(tmp_path / "head.onnx"), [LAYER], [model.output_name])
+    head = ort.InferenceSession(str(tmp_path / "head.onnx"), providers=["CPUExecutionProvider"])
+    features = model.activations(image[None], LAYER)
+    region = model.predict(image[None]).mask[0]
+
+    def score(activations):
+        (logits,) = head.run(None, {LAYER: activations})
+        return (1 / (1 + np.exp(-logits[0, 0].astype(np.float64))))[region].mean()
+
+    whole = score(features)
+    weights = []
+    for k in range(features.shape[1]):
+        ablated = features.copy()
+        ablated[:, k] = 0
+        weights.append((whole - score(ablated)) / whole)
+    expected = np.maximum(np.tensordot(np.array(weights), features[0].astype(np.float64), axes=1), 0)
+    np.testing.assert_allclose(result.arrays["layer_map"], expected, rtol=1e-4, atol=1e-5)

@@ -21,6 +21,9 @@ class ServesActivations(Protocol):
 
     def activations(self, images: np.ndarray, layer: str) -> np.ndarray: ...
 
+    def predict_with_layer(self, images: np.ndarray, layer: str, activations: np.ndarray, *,
+                           class_index: int | None = None, output: int | str | None = None) -> Any: ...
+
 
 class ActivationMethod(Method):
     """A method that reads the feature maps of one layer of the model.
