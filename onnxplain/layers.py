@@ -15,6 +15,7 @@ from onnx import shape_inference
 
 from onnxplain.errors import OnnxplainError
 
+_ACTIVATIONS = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Clip", "Elu", "Selu", "Gelu"}
 _ELEMENTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Clip", "Elu", "Selu", "Gelu",
                 "BatchNormalization", "Identity", "Dropout", "Mul", "Add", "Div", "Sub", "Softmax", "Resize",
                 "Upsample", "Transpose", "Cast"}
@@ -96,6 +97,21 @@ def default_layer(layers: list[Layer], output: str) -> Layer:
         raise OnnxplainError("the model has no 4-D feature map for an activation method to read",
                              parameters=("method",))
     return maps[-1]
+
+
+def bottleneck_layer(layers: list[Layer]) -> Layer | None:
+    """The last activation's feature map of the smallest known spatial size (a U-Net's bottleneck),
+    or None if no feature map has a known size. Where the whole image is seen at once, global evidence (such as
+    testnet's decider) shows; see the README's layer sweep."""
+    sized = [layer for layer in layers if layer.feature_map and all(isinstance(side, int) for side in layer.shape[2:])
+             and (layer.channels or 0) > 1]
+    if not sized:
+        return None
+    smallest = min(int(layer.shape[2]) * int(layer.shape[3]) for layer in sized)  # type: ignore[arg-type]
+    candidates = [layer for layer in sized if int(layer.shape[2]) * int(layer.shape[3]) == smallest]  # type: ignore[arg-type]
+    # An activation's output, where one exists: a sum or a concatenation mixes in other paths.
+    activated = [layer for layer in candidates if layer.op in _ACTIVATIONS]
+    return (activated or candidates)[-1]
 
 
 def find_layer(layers: list[Layer], name: str) -> Layer:

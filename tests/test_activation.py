@@ -30,6 +30,7 @@ def test_the_default_layer_is_the_one_the_head_reads(model, runner, testnet_mode
     assert model.layer().name == LAYER and model.layer().shape[1:] == (4, 240, 240)
     listing = run(runner, "layers", testnet_model)
     assert listing.exit_code == 0 and any(line.split()[:2] == ["*", LAYER] for line in listing.output.splitlines())
+    assert any(line.split()[:3] == ["b", "relu_9", "Relu"] for line in listing.output.splitlines())  # 15x15
 
 
 def test_activations_equal_the_graph_cut_at_the_layer(model, image, testnet_model, tmp_path):

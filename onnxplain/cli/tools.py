@@ -77,21 +77,25 @@ def export_group():
 def list_layers(model_path, show_all):
     """List the layers (intermediate tensors) of MODEL that activation methods can read.
 
-    The one marked * is the default: the feature map the model's head reads. Give another to a
-    method with -p layer=NAME.
+    The one marked * is the default: the feature map the model's head reads; b marks the
+    bottleneck (the last feature map of the smallest size), where global evidence shows. Give
+    another to a method with -p layer=NAME.
     """
-    from onnxplain.layers import default_layer
+    from onnxplain.layers import bottleneck_layer, default_layer
     from onnxplain.layers import list_layers as read_layers
     from onnxplain.signature import load_graph
 
     graph = load_graph(model_path)  # a missing or foreign file says so in one line
     layers = read_layers(model_path)
     chosen = default_layer(layers, graph.output[0].name).name if any(layer.feature_map for layer in layers) else None
+    found = bottleneck_layer(layers)
+    bottleneck = found.name if found is not None else None
     rows = [("", "NAME", "OP", "SHAPE")]
     for layer in layers:
         if show_all or layer.feature_map:
             shape = "x".join("?" if not isinstance(side, int) else str(side) for side in layer.shape) or "?"
-            rows.append(("*" if layer.name == chosen else "", layer.name, layer.op, shape))
+            mark = "*" if layer.name == chosen else "b" if layer.name == bottleneck else ""
+            rows.append((mark, layer.name, layer.op, shape))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

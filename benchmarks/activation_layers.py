@@ -1,0 +1,59 @@
+"""Which layer lets the activation methods find testnet's decider? A sweep over the U-Net's layers.
+
+For each layer and activation method, on the first 10 bundled testnet samples: the decider's
+positive relevance per pixel over the background's, pooled over the samples (the CI quality test
+asks 3x of every default method).
+
+Run:  python benchmarks/activation_layers.py   (about a minute on 2 cores)
+Writes benchmarks/results/activation_layers.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from onnxplain import OnnxModel, data, explain
+
+METHODS = ("eigen-cam", "score-cam", "ablation-cam")
+LAYERS = {
+    "relu_7": "encoder, 30×30",
+    "relu_9": "bottleneck, 15×15 (b)",
+    "add_250": "bottleneck plus its Add, 15×15",
+    "relu_12": "decoder, 30×30",
+    "relu_14": "decoder, 60×60",
+    "relu_16": "decoder, 120×120",
+    "relu_18": "last, 240×240 (default)",
+}
+
+
+def decider_ratio(model: OnnxModel, method: str, layer: str, samples: list) -> float:
+    """Pooled positive relevance per pixel on the decider over that on the background."""
+    decider = background = 0.0
+    decider_pixels = background_pixels = 0
+    for sample in samples:
+        relevance = np.maximum(explain(model, sample.image, method=method, layer=layer).map, 0)
+        shapes = sample.shapes
+        empty = ~(shapes["decider"] | shapes["target"] | shapes["distractor"])
+        decider += relevance[shapes["decider"]].sum()
+        decider_pixels += shapes["decider"].sum()
+        background += relevance[empty].sum()
+        background_pixels += empty.sum()
+    return float((decider / decider_pixels) / max(background / background_pixels, 1e-12))
+
+
+def main() -> None:
+    model = OnnxModel(data.testnet_model_path())
+    samples = [data.load_sample(i) for i in range(10)]
+    lines = ["| layer | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    for layer, where in LAYERS.items():
+        ratios = [decider_ratio(model, method, layer, samples) for method in METHODS]
+        lines.append(f"| `{layer}` ({where}) | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
+        print(lines[-1], flush=True)
+    out = Path(__file__).resolve().parent / "results" / "activation_layers.md"
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
