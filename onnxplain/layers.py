@@ -127,6 +127,24 @@ def find_layer(layers: list[Layer], name: str) -> Layer:
     raise OnnxplainError(f"the model has no layer {name!r}; {hint}", parameters=("layer",))
 
 
+def expose_layer(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """`model` with tensor `name` added to its outputs (edited in place and returned)."""
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return model
+
+
+def feed_layer(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """`model` with tensor `name` made an input: what reads it reads the input, and its producer's own
+    result goes unused (edited in place and returned). Everything else, skip connections included,
+    is still computed from the model's other inputs."""
+    for node in model.graph.node:
+        for i, produced in enumerate(node.output):
+            if produced == name:
+                node.output[i] = f"{name}__computed"
+    model.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return model
+
+
 def _dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
     dims = value.type.tensor_type.shape.dim
     return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)

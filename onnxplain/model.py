@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from onnxplain.batching import batches, out_of_memory
 from onnxplain.errors import OnnxplainError, first_line
-from onnxplain.layers import Layer, default_layer, find_layer, list_layers
+from onnxplain.layers import Layer, default_layer, expose_layer, feed_layer, find_layer, list_layers
 from onnxplain.outputs import ModelOutput, OutputReader
 from onnxplain.resizing import resize_batch
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
@@ -146,7 +146,7 @@ class OnnxModel:
         self.resize_to = (height, width) if resize and height is not None and width is not None else None
         """The model's own size that images are resized to, when `resize` applies."""
         self._layers: list[Layer] | None = None
-        self._layer_sessions: dict[str, ort.InferenceSession] = {}
+        self._layer_sessions: dict[tuple[str, str], ort.InferenceSession] = {}
         self._sha256: str | None = None
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
@@ -250,7 +250,7 @@ class OnnxModel:
         # The batch is prepared and read once, whatever the forward-pass size: a model fixed to
         # batch 1 then costs one onnxruntime call per image and nothing more.
         tensor = self.to_tensor(images)
-        raw = [self.run_tensor(chunk, name)[:keep] for chunk, keep in self._chunks(tensor)]
+        raw = [self.run_tensor(chunk, name)[:keep] for (chunk,), keep in self._chunks(tensor)]
         return self._read(raw, name, chosen, images.shape[1:3])
 
     def predict_with_layer(
@@ -279,17 +279,9 @@ class OnnxModel:
         layer = self.layer(layer).name
         if len(activations) != len(images):
             raise OnnxplainError(f"{len(activations)} activations for {len(images)} images")
-        session = self._override_session(layer)
-        tensor = self.to_tensor(images)
+        session = self._edited_session("feed", layer)
         values = np.ascontiguousarray(activations, dtype=np.float32)
-        size = self.batch_size if self.input.batch is None else self.input.batch
-        raw = []
-        started = time.perf_counter()
-        try:
-            for start, stop in batches(len(tensor), size):
-                raw.append(session.run([name], {self.input.name: tensor[start:stop], layer: values[start:stop]})[0])
-        finally:
-            self.inference_seconds += time.perf_counter() - started
+        raw = self._run_edited(session, name, self.to_tensor(images), {layer: values})
         return self._read(raw, name, chosen, images.shape[1:3])
 
     def _read(self, raw: list[np.ndarray], name: str, class_index: int, size: tuple[int, ...]) -> ModelOutput:
@@ -301,16 +293,16 @@ class OnnxModel:
             output_batch = resize_batch(output_batch, tuple(size), axes=spatial)  # type: ignore[arg-type]
         return self._reader(name).read(output_batch, class_index)
 
-    def _chunks(self, tensor: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
-        """Yield (chunk, number of real images in it) in forward-pass sizes."""
+    def _chunks(self, *arrays: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
+        """Yield (the arrays' chunks, number of real images in them) in forward-pass sizes."""
         # A model exported with a fixed batch takes exactly that many images: the last chunk is padded.
         size = self.batch_size if self.input.batch is None else self.input.batch
-        for start, stop in batches(len(tensor), size):
-            chunk = tensor[start:stop]
-            keep = len(chunk)
+        for start, stop in batches(len(arrays[0]), size):
+            chunks = [array[start:stop] for array in arrays]
+            keep = stop - start
             if self.input.batch is not None and keep < size:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)])
-            yield chunk, keep
+                chunks = [np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)]) for chunk in chunks]
+            yield chunks, keep
 
     def run_tensor(self, tensor: np.ndarray, output: str | None = None) -> np.ndarray:
         """Run onnxruntime on a prepared input tensor (see `to_tensor`); return output `output`, raw.
@@ -373,35 +365,28 @@ class OnnxModel:
         ndarray of float32, shape (n, channels, h, w)
         """
         name = self.layer(layer).name
-        session = self._layer_session(name)
-        tensor = self.to_tensor(images)
-        started = time.perf_counter()
-        try:
-            parts = [session.run([name], {self.input.name: chunk})[0][:keep] for chunk, keep in self._chunks(tensor)]
-        finally:
-            self.inference_seconds += time.perf_counter() - started
+        parts = self._run_edited(self._edited_session("expose", name), name, self.to_tensor(images))
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    def _layer_session(self, name: str) -> ort.InferenceSession:
-        """A session of the model with `name` added to its outputs, made once per layer."""
-        if name not in self._layer_sessions:
-            proto = onnx.load(str(self.path))  # with external weights, since the session is made from bytes
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-            self._layer_sessions[name] = _create_session(proto.SerializeToString(), self.device, label=str(self.path))
-        return self._layer_sessions[name]
-
-    def _override_session(self, name: str) -> ort.InferenceSession:
-        """A session of the model in which tensor `name` is an input: its producer's result goes unused."""
-        key = f"override:{name}"
+    def _edited_session(self, edit: str, layer: str) -> ort.InferenceSession:
+        """A session of the model with feature map `layer` exposed as an output or fed as an input, made once."""
+        key = (edit, layer)
         if key not in self._layer_sessions:
-            proto = onnx.load(str(self.path))
-            for node in proto.graph.node:
-                for i, produced in enumerate(node.output):
-                    if produced == name:
-                        node.output[i] = f"{name}__computed"
-            proto.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-            self._layer_sessions[key] = _create_session(proto.SerializeToString(), self.device, label=str(self.path))
+            proto = onnx.load(str(self.path))  # with external weights, since the session is made from bytes
+            edited = expose_layer(proto, layer) if edit == "expose" else feed_layer(proto, layer)
+            self._layer_sessions[key] = _create_session(edited.SerializeToString(), self.device, label=str(self.path))
         return self._layer_sessions[key]
+
+    def _run_edited(self, session: ort.InferenceSession, name: str, tensor: np.ndarray,
+                    extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Output `name` of an edited session, in forward-pass chunks; `extra` inputs are chunked alike."""
+        extra = extra or {}
+        started = time.perf_counter()
+        try:
+            return [session.run([name], dict(zip([self.input.name, *extra], chunks, strict=True)))[0][:keep]
+                    for chunks, keep in self._chunks(tensor, *extra.values())]
+        finally:
+            self.inference_seconds += time.perf_counter() - started
 
     # --- facts for records ------------------------------------------------------------------
 

@@ -28,10 +28,9 @@ class AblationCam(ActivationMethod):
 
     name = "ablation-cam"
 
-    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, features: np.ndarray, *, batch_size: int,
-                            progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, layer: str, features: np.ndarray, *,
+                            batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
         reader: ServesActivations = model  # type: ignore[assignment]
-        layer = reader.layer(self.layer).name
         region = np.flatnonzero(baseline.reference.region)
         score = float(baseline.output.probability_at(region).mean())
         image, target = baseline.image, baseline.target

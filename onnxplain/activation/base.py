@@ -49,7 +49,7 @@ class ActivationMethod(Method):
         if features.ndim != 3:
             raise OnnxplainError(f"layer {layer.name!r} gives activations shaped {features.shape[1:]}, not a feature "
                                  "map (C, h, w); choose another layer", parameters=("layer",))
-        low, values, record = self._low_resolution_map(model, baseline, features, batch_size=batch_size,
+        low, values, record = self._low_resolution_map(model, baseline, layer.name, features, batch_size=batch_size,
                                                        progress=progress)
         saliency = to_image(low, baseline.image.shape[:-1])
         record["layer"] = {"name": layer.name, "op": layer.op, "shape": list(features.shape)}
@@ -58,9 +58,9 @@ class ActivationMethod(Method):
                            arrays={"layer_map": low.astype(np.float32)}, record=record)
 
     @abstractmethod
-    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, features: np.ndarray, *, batch_size: int,
-                            progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """From the feature maps (C, h, w): the map at the layer's resolution (h, w), the score of each
+    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, layer: str, features: np.ndarray, *,
+                            batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """From the feature maps (C, h, w) of `layer`: the map at the layer's resolution (h, w), the score of each
         image the method ran (none for methods that run none), and record entries."""
 
 

@@ -27,8 +27,8 @@ class EigenCam(ActivationMethod):
 
     name = "eigen-cam"
 
-    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, features: np.ndarray, *, batch_size: int,
-                            progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, layer: str, features: np.ndarray, *,
+                            batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
         channels, height, width = features.shape
         vectors = features.reshape(channels, -1).T
         centred = vectors - vectors.mean(axis=0)

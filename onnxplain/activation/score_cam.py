@@ -40,8 +40,8 @@ class ScoreCam(ActivationMethod):
         super().__init__(layer=layer)
         self.temperature = temperature
 
-    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, features: np.ndarray, *, batch_size: int,
-                            progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _low_resolution_map(self, model: Segmenter, baseline: Baseline, layer: str, features: np.ndarray, *,
+                            batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
         low, high = features.min(axis=(1, 2)), features.max(axis=(1, 2))
         live = np.flatnonzero(high > low)
         region = np.flatnonzero(baseline.reference.region)

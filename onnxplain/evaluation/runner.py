@@ -95,7 +95,7 @@ class EvaluationTable:
         metrics = sorted({metric for _, metric, _ in self.curves})
         if not metrics:
             return None
-        figure = Figure(figsize=(5.5 * len(metrics), 4), dpi=100)
+        figure = Figure(figsize=(8 * len(metrics), 4), dpi=100)
         methods = sorted({m for m, _, _ in self.curves})
         colours = {method: f"C{i % 10}" for i, method in enumerate(methods)}  # matplotlib's 10-colour cycle
         for index, metric in enumerate(metrics):
@@ -120,7 +120,7 @@ class EvaluationTable:
             axes.set_xlabel("fraction of pixels " + ("revealed" if metric == "insertion" else "removed"))
             axes.set_ylabel("score relative to the unperturbed image" if metric == "srg" else "score")
             axes.set_ylim(-0.02, highest + 0.02)
-            axes.legend(fontsize=8)
+            axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not on them
         figure.tight_layout()
         canvas = FigureCanvasAgg(figure)
         canvas.draw()

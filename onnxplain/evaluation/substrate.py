@@ -72,6 +72,7 @@ class Substrate:
         self.kind = kind
         self.blur_fraction = blur_fraction
         self.road_noise = road_noise
+        self._fill: tuple[np.ndarray, np.ndarray | float] | None = None  # (the image, its fill)
 
     def describe(self) -> str:
         """A short label, such as ``'blur (sigma 5% of the side)'``, for tables and plots."""
@@ -101,11 +102,19 @@ class Substrate:
         return np.where(removed[..., None], fill, image[None]).astype(np.float32)
 
     def fill(self, image: np.ndarray) -> np.ndarray | float:
-        """What every removed pixel becomes, for the substrates that do not depend on the mask."""
+        """What every removed pixel becomes, for the substrates that do not depend on the mask.
+
+        Made once per image: a curve or an infidelity estimate asks for it at every batch, and a
+        blur of a large image costs more than comparing it with the last one.
+        """
         if self.kind == "road":
             raise OnnxplainError("ROAD imputation depends on which pixels are removed; use remove()")
+        if self._fill is not None and self._fill[0].shape == image.shape and np.array_equal(self._fill[0], image):
+            return self._fill[1]
         sigma = self.blur_fraction * max(image.shape[:2])
-        return fill_image(image, check_fill(self.kind, name="substrate"), blur_sigma=sigma)
+        fill = fill_image(image, check_fill(self.kind, name="substrate"), blur_sigma=sigma)
+        self._fill = (image.copy(), fill)
+        return fill
 
 
 def road_impute(image: np.ndarray, removed: np.ndarray, *, noise: float, rng: np.random.Generator) -> np.ndarray:
