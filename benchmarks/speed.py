@@ -21,7 +21,13 @@ of the explanation (VmHWM; ``ru_maxrss``, the whole process's peak, is kept too)
 peak during it. RISE's per-pixel max is compared with plain RISE the same way, against its documented
 budget (plain + ``per_pixel_memory`` + one float32 per mask and region pixel).
 
+Device. ``--device cuda`` runs both arms on onnxruntime's CUDA provider (the bare arm's ``run``
+then includes copying the batch to the GPU and the outputs back, as an explanation's does) and, with
+``--compare-cpu``, times the same explanations on the CPU of that machine, for the speed-up CUDA gives
+a whole explanation. Memory is a CPU-side measure; ``--skip-memory`` leaves it out.
+
 Run: python benchmarks/speed.py [--repeats 3] [--out benchmarks/results/speed.json]
+     python benchmarks/speed.py --device cuda --compare-cpu --skip-memory --out benchmarks/results/speed_cuda.json
      python benchmarks/speed.py --profile rise [--batch 1]   (cProfile of one explanation)
 """
 
@@ -154,8 +160,13 @@ def prepared_tensor(model: OnnxModel, method, image: np.ndarray, batch_size: int
 
 
 def bare_seconds(model: OnnxModel, tensor: np.ndarray, total: int, batch_size: int) -> float:
-    """onnxruntime alone on `total` images, `batch_size` per run, from the prepared `tensor`."""
-    parts = [tensor[: min(batch_size, total - start)] for start in range(0, total, batch_size)]
+    """onnxruntime alone on `total` images, `batch_size` per run, from the prepared `tensor`.
+
+    On CUDA the last run is a full batch too, as explanations run it (a new input shape costs
+    onnxruntime a new convolution search there).
+    """
+    last = batch_size if model.device == "cuda" else total % batch_size or batch_size
+    parts = [tensor[: batch_size if start + batch_size < total else last] for start in range(0, total, batch_size)]
     with threadpool_limits(limits=1, user_api="blas"):  # the conditions explanations run in
         started = time.perf_counter()
         for part in parts:
@@ -229,13 +240,13 @@ def overhead(model: OnnxModel, case: str, repeats: int, names: list[str]) -> dic
     return results
 
 
-def batching(fixed_path: Path, count: int = 256, rounds: int = 3) -> dict:
+def batching(fixed_path: Path, device: str, count: int = 256, rounds: int = 3) -> dict:
     """Throughput of the bare model on prepared tensors, one image per run and 16 per run (rounds interleaved)."""
     arms = {}
     for label, path, batch_size in (("dynamic batch, 1 per run", data.testnet_model_path(), 1),
                                     (f"dynamic batch, {BATCH_SIZE} per run", data.testnet_model_path(), BATCH_SIZE),
                                     ("batch fixed to 1", fixed_path, 1)):
-        model = OnnxModel(path, device="cpu", batch_size=batch_size)
+        model = OnnxModel(path, device=device, batch_size=batch_size)
         tensor = model.to_tensor(np.repeat(_image(model)[None], batch_size, axis=0))
         bare_seconds(model, tensor, 4 * batch_size, batch_size)  # warm
         arms[label] = (model, tensor, batch_size)
@@ -383,19 +394,8 @@ def per_pixel_memory() -> dict:
 # --- report -------------------------------------------------------------------------------------
 
 
-def markdown(record: dict) -> str:
+def memory_markdown(record: dict) -> list[str]:
     lines = []
-    for key, title in (("overhead_batch16", f"Batch {BATCH_SIZE} (target ratio <= {RATIO_TARGET[16]:.2f})"),
-                       ("overhead_batch1", f"Batch fixed to 1 (target ratio <= {RATIO_TARGET[1]:.2f})")):
-        lines += [f"**{title}**, median of {record['repeats']} (bare: mean of the runs just before and after):", "",
-                  "| method | images | explain s | bare s | ratio median; worst | outside inference ms/img |",
-                  "|---|---|---|---|---|---|"]
-        for name, row in record[key].items():
-            lines.append(f"| {name} ({_describe(row['parameters'])}) | {row['images']} | "
-                         f"{row['explain_seconds']:.2f} | "
-                         f"{row['bare_seconds']:.2f} | **{row['ratio_median']:.2f}**; {row['ratio_worst']:.2f} | "
-                         f"{row['outside_inference_ms_per_image']:.2f} |")
-        lines.append("")
     lines += ["**Peak memory, 1x vs ~8x the samples** (fresh process each; peak RSS of the explanation, "
               "counted from after loading and warm-up; target: within 50 MB):", "",
               "| method | 1x → 8x | images | peak RSS MiB (diff) | tracemalloc peak MiB (diff) | within 50 MB |",
@@ -415,6 +415,33 @@ def markdown(record: dict) -> str:
               f"{p['allowed_peak_rss_mib']:.1f} MiB RSS ({'within' if p['within_budget_rss'] else 'OVER'}), "
               f"{p['allowed_traced_peak_mib']:.1f} MiB traced ({'within' if p['within_budget_traced'] else 'OVER'}); "
               f"{p['seconds']['per_pixel_max']:.1f} s vs {p['seconds']['plain']:.1f} s."]
+    return lines
+
+
+def markdown(record: dict) -> str:
+    lines = []
+    for key, title in (("overhead_batch16", f"Batch {BATCH_SIZE} (target ratio <= {RATIO_TARGET[16]:.2f})"),
+                       ("overhead_batch1", f"Batch fixed to 1 (target ratio <= {RATIO_TARGET[1]:.2f})")):
+        lines += [f"**{title}**, median of {record['repeats']} (bare: mean of the runs just before and after):", "",
+                  "| method | images | explain s | bare s | ratio median; worst | outside inference ms/img |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in record[key].items():
+            lines.append(f"| {name} ({_describe(row['parameters'])}) | {row['images']} | "
+                         f"{row['explain_seconds']:.2f} | "
+                         f"{row['bare_seconds']:.2f} | **{row['ratio_median']:.2f}**; {row['ratio_worst']:.2f} | "
+                         f"{row['outside_inference_ms_per_image']:.2f} |")
+        lines.append("")
+    if "overhead_batch16_cpu" in record:
+        lines += [f"**CUDA against this machine's CPU** ({record['machine']['cpu_count']} cores), batch {BATCH_SIZE}, "
+                  "whole explanations, median of each:", "",
+                  "| method | images | CPU s | CUDA s | CUDA speed-up |", "|---|---|---|---|---|"]
+        for name, row in record["overhead_batch16"].items():
+            cpu = record["overhead_batch16_cpu"][name]
+            lines.append(f"| {name} | {row['images']} | {cpu['explain_seconds']:.2f} | {row['explain_seconds']:.2f} | "
+                         f"**{cpu['explain_seconds'] / row['explain_seconds']:.1f}x** |")
+        lines.append("")
+    if "memory" in record:
+        lines += memory_markdown(record)
     b = record["batching"]["images_per_second"]
     lines += ["", "Bare model throughput on prepared tensors: " + "; ".join(f"{k}: {v:.0f} img/s" for k, v in b.items())
               + f" ({BATCH_SIZE} per run / 1 per run: {record['batching']['speedup_16_over_1']:.2f}x)."]
@@ -435,7 +462,13 @@ def machine() -> dict:
             break
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    gpu = None
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort,
             "onnxplain": onnxplain.__version__}
 
@@ -463,6 +496,10 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(METHODS), help="cProfile one explanation and stop")
     parser.add_argument("--batch", type=int, choices=(1, BATCH_SIZE), default=BATCH_SIZE,
                         help="with --profile: batch 16, or the model with its batch fixed to 1")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider of both arms")
+    parser.add_argument("--compare-cpu", action="store_true",
+                        help="with --device cuda: the same explanations at batch 16 on this machine's CPU too")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory measures")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -481,16 +518,21 @@ def main() -> None:
             "load_average_at_start": os.getloadavg(),
             "batch1_model": "testnet with its batch fixed to 1" if fixed else "testnet (dynamic batch), batch_size=1",
         }
-        model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=BATCH_SIZE)
+        model = OnnxModel(data.testnet_model_path(), device=args.device, batch_size=BATCH_SIZE)
+        record["device"] = args.device
         record["machine"]["providers"] = model.providers
         record["overhead_batch16"] = overhead(model, "b16", args.repeats, args.methods)
         # A model fixed to batch 1 runs one image per onnxruntime call; the explanation still streams
         # BATCH_SIZE images per step, so its own work is shared by them.
-        model1 = OnnxModel(fixed_path, device="cpu", batch_size=BATCH_SIZE)
+        model1 = OnnxModel(fixed_path, device=args.device, batch_size=BATCH_SIZE)
         record["overhead_batch1"] = overhead(model1, "b1", args.repeats, args.methods)
-        record["batching"] = batching(fixed_path)
-    record["memory"] = memory(args.methods)
-    record["rise_per_pixel_max"] = per_pixel_memory()
+        record["batching"] = batching(fixed_path, args.device)
+        if args.compare_cpu and args.device != "cpu":
+            cpu_model = OnnxModel(data.testnet_model_path(), device="cpu", batch_size=BATCH_SIZE)
+            record["overhead_batch16_cpu"] = overhead(cpu_model, "b16", args.repeats, args.methods)
+    if not args.skip_memory:
+        record["memory"] = memory(args.methods)
+        record["rise_per_pixel_max"] = per_pixel_memory()
     record["load_average_at_end"] = os.getloadavg()
     record["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)

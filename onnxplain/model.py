@@ -9,7 +9,9 @@ output into the probability of the chosen class and a binary mask.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -295,12 +297,15 @@ class OnnxModel:
 
     def _chunks(self, *arrays: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
         """Yield (the arrays' chunks, number of real images in them) in forward-pass sizes."""
-        # A model exported with a fixed batch takes exactly that many images: the last chunk is padded.
+        # A model exported with a fixed batch takes exactly that many images, and on CUDA every new
+        # input shape costs onnxruntime a new convolution search (seconds, each time the shape
+        # comes back), so there the last chunk is padded to a full batch too.
         size = self.batch_size if self.input.batch is None else self.input.batch
+        pad = self.input.batch is not None or self.device == "cuda"
         for start, stop in batches(len(arrays[0]), size):
             chunks = [array[start:stop] for array in arrays]
             keep = stop - start
-            if self.input.batch is not None and keep < size:
+            if pad and keep < size:
                 chunks = [np.concatenate([chunk, np.repeat(chunk[-1:], size - keep, axis=0)]) for chunk in chunks]
             yield chunks, keep
 
@@ -533,8 +538,29 @@ def _quiet_onnxruntime() -> Iterator[None]:
         ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
 
 
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from pip's ``nvidia-*`` packages where they are installed.
+
+    onnxruntime-gpu's CUDA provider finds its libraries only on the loader's path; installed with
+    ``pip install onnxruntime-gpu[cuda,cudnn]`` (or beside a PyTorch of the same CUDA) they sit in
+    site-packages instead, which ``onnxruntime.preload_dlls`` searches. It prints what it cannot
+    find, which on a machine without CUDA is expected, so its output is kept back.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet_onnxruntime():
+        try:
+            preload()
+        except Exception:  # an unusual layout of nvidia packages: the loader's path is left to work alone
+            pass
+
+
 def _create_session(path: Path | bytes, device: str, *, label: str | None = None) -> ort.InferenceSession:
     available = ort.get_available_providers()
+    if device != "cpu" and _CUDA in available:
+        _preload_cuda_libraries()
     if device == "cuda" and _CUDA not in available:
         raise OnnxplainError(
             f"the CUDA device needs onnxruntime's CUDA execution provider, but this onnxruntime "

@@ -51,6 +51,24 @@ def test_fixed_batch_pads_the_last_chunk(brightness):
     np.testing.assert_array_equal(out.mask, expected_mask(images))
 
 
+def test_cuda_runs_every_chunk_at_the_full_batch(brightness, monkeypatch):
+    # On CUDA each new input shape costs onnxruntime a new convolution search (seconds, measured in
+    # benchmarks/results/cuda_batch_shapes.txt), so a partial last chunk is padded there, and only there.
+    model = OnnxModel(brightness(), device="cpu", batch_size=4)
+    images = np.random.default_rng(3).random((6, 32, 32, 1), dtype=np.float32)
+    shapes = []
+    real_run = model.run_tensor
+    monkeypatch.setattr(model, "run_tensor", lambda tensor, name=None: shapes.append(len(tensor)) or real_run(tensor))
+    np.testing.assert_array_equal(model.predict(images).mask, expected_mask(images))
+    assert shapes == [4, 2]
+    model.device = "cuda"  # the chunking rule alone: run_tensor still runs on the CPU session
+    cpu_run = model._session.run
+    monkeypatch.setattr(model, "_run_bound", lambda tensor, name: cpu_run([name], {model.input.name: tensor})[0])
+    shapes.clear()
+    np.testing.assert_array_equal(model.predict(images).mask, expected_mask(images))
+    assert shapes == [4, 4]
+
+
 def test_sigmoid_is_applied_to_logits(brightness):
     model = OnnxModel(brightness(), device="cpu")
     image = np.full((1, 4, 4, 1), 0.55, np.float32)
