@@ -28,12 +28,12 @@ LAYERS = {
 }
 
 
-def decider_ratio(model: OnnxModel, method: str, layer: str, samples: list) -> float:
-    """Pooled positive relevance per pixel on the decider over that on the background."""
+def decider_ratio(model: OnnxModel, method: str, params: dict, samples: list) -> float:
+    """Pooled positive relevance per pixel on the decider over that on the background, for `method` with `params`."""
     decider = background = 0.0
     decider_pixels = background_pixels = 0
     for sample in samples:
-        relevance = np.maximum(explain(model, sample.image, method=method, layer=layer).map, 0)
+        relevance = np.maximum(explain(model, sample.image, method=method, **params).map, 0)
         shapes = sample.shapes
         empty = ~(shapes["decider"] | shapes["target"] | shapes["distractor"])
         decider += relevance[shapes["decider"]].sum()
@@ -48,7 +48,7 @@ def main() -> None:
     samples = [data.load_sample(i) for i in range(10)]
     lines = ["| layer | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
     for layer, where in LAYERS.items():
-        ratios = [decider_ratio(model, method, layer, samples) for method in METHODS]
+        ratios = [decider_ratio(model, method, {"layer": layer}, samples) for method in METHODS]
         lines.append(f"| `{layer}` ({where}) | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
         print(lines[-1], flush=True)
     out = Path(__file__).resolve().parent / "results" / "activation_layers.md"

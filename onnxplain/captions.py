@@ -59,7 +59,8 @@ def map_label(attribution: Attribution) -> str:
     return f"{method}: {text}" if method else f"{text[0].upper()}{text[1:]}"
 
 
-def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score") -> str | None:
+def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score", record: dict | None = None
+                 ) -> str | None:
     """Why a map, or HDM's per-circle values, shows nothing: a sentence to write in its picture, or None.
 
     Parameters
@@ -70,6 +71,8 @@ def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score") 
         What `values` are: a map, or the circle values of `circle_values`.
     noun : str
         What the score measures, such as ``'Hausdorff distance'``.
+    record : dict, optional
+        The attribution's record: a map of a layer or of gradients is blank for its own reasons.
 
     Examples
     --------
@@ -77,6 +80,8 @@ def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score") 
     'the map is zero everywhere: no perturbation changed the score'
     >>> blank_reason(np.array([0.0, 2.0]), kind="better") is None
     True
+    >>> blank_reason(np.zeros((4, 4)), record={"layer": {"name": "relu_9"}})[:61]
+    "the map is zero everywhere: the layer's weighted feature maps"
     """
     if kind not in ("map", *CIRCLE_KINDS):
         raise OnnxplainError(f"kind is one of map, {', '.join(CIRCLE_KINDS)}; got {kind!r}")
@@ -90,6 +95,12 @@ def blank_reason(values: np.ndarray, *, kind: str = "map", noun: str = "score") 
     if kind != "map":
         return f"every circle gave the same value ({value:.3g}): none mattered more than another"
     if value == 0:
+        record = record or {}
+        if "layer" in record:
+            return ("the map is zero everywhere: the layer's weighted feature maps are nowhere positive, "
+                    "and the ReLU keeps none")
+        if "twin" in record:
+            return "the map is zero everywhere: the target's score has no gradient at any pixel"
         return f"the map is zero everywhere: no perturbation changed the {noun}"
     return f"the map is {value:.3g} everywhere: it ranks no pixel above another"
 

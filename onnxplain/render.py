@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from onnxplain.attribution import Attribution
 
 SIGNED_MAP = "bwr"
+SATURATED_PERCENT = 0.5  # the strongest pixels a colour scale may saturate at, in percent
+OUTLIER_FACTOR = 3.0  # ...when the largest value is this many times their edge
 """Colour map of maps with negative values: blue below zero, white at zero, red above; saturated at
 both ends, so that strong values stand out over dark images too (RdBu_r's ends are nearly black)."""
 SEGMENT_COLOR = (0, 255, 0)
@@ -74,14 +76,15 @@ def pictures(attribution: Attribution, *, color_map: str = "jet", signed_map: st
     if attribution.map.ndim != 2:
         return {}
     scene = _Scene.of(attribution, color_map=color_map, signed_map=signed_map)
-    lines = _isolines_array(attribution.image, attribution.map, scene.scale, k=scene.k)
+    lines = _isolines_array(attribution.image, attribution.map, scene.scale, k=scene.k, record=attribution.record)
     made = {
         "summary": _summary(scene, lines),
         "heatmap": _layout([_Panel(scene.outlined(_colors(attribution.map, scene.scale)), f"{scene.title} map",
                                    scene.scale, scene.label, scene.legend(), scene.note)]),
         "overlay": _layout([scene.map_panel()]),
         # At the image's own size, to lay over the image in any viewer; the summary shows them zoomed.
-        "isolines": Image.fromarray(_isolines_array(attribution.image, attribution.map, scene.scale, k=1)),
+        "isolines": Image.fromarray(_isolines_array(attribution.image, attribution.map, scene.scale, k=1,
+                                                    record=attribution.record)),
     }
     if "circles" in attribution.arrays:
         for kind in CIRCLE_KINDS:
@@ -104,12 +107,17 @@ def summary(attribution: Attribution, *, color_map: str = "jet", signed_map: str
     if attribution.map.ndim != 2:
         raise OnnxplainError(f"a summary draws 2-D maps; this one is shaped {attribution.map.shape}")
     scene = _Scene.of(attribution, color_map=color_map, signed_map=signed_map)
-    return _summary(scene, _isolines_array(attribution.image, attribution.map, scene.scale, k=scene.k))
+    return _summary(scene, _isolines_array(attribution.image, attribution.map, scene.scale, k=scene.k,
+                                           record=attribution.record))
 
 
 def map_scale(saliency: np.ndarray, *, color_map: str = "jet", signed_map: str = SIGNED_MAP) -> ScalarMappable:
     """The colours of a map: `signed_map` over ``±max|map|`` if any value is negative, else `color_map`
     from 0 to the maximum, so that 0 (no effect) is white, or the colour map's low end.
+
+    When the largest magnitude is over `OUTLIER_FACTOR` times the one that only `SATURATED_PERCENT`
+    of the pixels exceed (single hot pixels, as gradient maps have), the scale ends there instead
+    and ``scale.saturated`` is true.
 
     Examples
     --------
@@ -118,12 +126,21 @@ def map_scale(saliency: np.ndarray, *, color_map: str = "jet", signed_map: str =
     (-2.0, 2.0, [255, 255, 255, 255])
     """
     values = np.asarray(saliency, dtype=np.float64)
-    top = float(np.abs(values).max()) if values.size else 0.0
+    magnitude = np.abs(values)
+    top = float(magnitude.max()) if values.size else 0.0
     top = top if top > 0 else 1.0  # an all-zero map has no scale; any will do, it is drawn blank
+    # Gradient maps put a few pixels far above the rest; scaled to those, the map reads blank. Then
+    # colours saturate at the strongest pixels' edge, and the colour bar says so with an arrow.
+    robust = float(np.percentile(magnitude, 100 - SATURATED_PERCENT)) if values.size else 0.0
+    saturated = robust > 0 and top > OUTLIER_FACTOR * robust
+    top = robust if saturated else top
     if values.size and values.min() < 0:
         # An odd number of colours puts one exactly at zero: white in bwr, RdBu_r or coolwarm.
-        return ScalarMappable(Normalize(-top, top), _colormap(signed_map).resampled(255))
-    return ScalarMappable(Normalize(0.0, top), _colormap(color_map))
+        scale = ScalarMappable(Normalize(-top, top), _colormap(signed_map).resampled(255))
+    else:
+        scale = ScalarMappable(Normalize(0.0, top), _colormap(color_map))
+    scale.saturated = saturated  # type: ignore[attr-defined]
+    return scale
 
 
 def zoom(shape: tuple[int, ...], *, min_size: int = 480) -> int:
@@ -317,7 +334,7 @@ class _Scene:
         region = None if attribution.region is None else _fit(attribution.region, shape)
         return cls(attribution, map_scale(attribution.map, color_map=color_map, signed_map=signed_map), zoom(shape),
                    method_title(attribution.record) or "relevance", map_label(attribution),
-                   blank_reason(attribution.map, noun=score_words(attribution.record)[0]),
+                   blank_reason(attribution.map, noun=score_words(attribution.record)[0], record=attribution.record),
                    _fit(attribution.segment, shape), region)
 
     def map_panel(self, saliency: np.ndarray | None = None, scale: ScalarMappable | None = None,
@@ -377,13 +394,13 @@ def _circles_picture(scene: _Scene, kind: str) -> Image.Image:
 
 
 def _isolines_array(image: np.ndarray, saliency: np.ndarray, scale: ScalarMappable, *, k: int,
-                    levels: int = 6) -> np.ndarray:
+                    levels: int = 6, record: dict | None = None) -> np.ndarray:
     height, width = saliency.shape
     figure = Figure(figsize=(width * k / _DPI, height * k / _DPI), dpi=_DPI)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.imshow(_zoomed(_rgb_bytes(image), k), extent=(-0.5, width - 0.5, height - 0.5, -0.5),
                 interpolation="nearest")
-    note = blank_reason(saliency)
+    note = blank_reason(saliency, record=record)
     low, high = float(saliency.min()), float(saliency.max())
     # Round levels of the map's unit, strictly inside its range; the zero level is where nothing happens.
     steps = [v for v in MaxNLocator(nbins=levels).tick_values(low, high) if low < v < high and v != 0]
@@ -420,9 +437,13 @@ def _layout(panels: list[_Panel], *, header: str | None = None) -> Image.Image:
         figure.figimage(panel.picture, xo=x, yo=y, origin="upper")
         figure.text(*box(x + w / 2, y + h + 6)[:2], panel.title, ha="center", va="bottom", fontsize=_points(_FONT + 2))
         if panel.scale is not None:
-            bar = figure.colorbar(panel.scale, cax=figure.add_axes(box(x + w + 10, y, 16, h)))
+            saturated = getattr(panel.scale, "saturated", False)
+            extend = ("both" if float(panel.scale.get_clim()[0] or 0) < 0 else "max") if saturated else "neither"
+            bar = figure.colorbar(panel.scale, cax=figure.add_axes(box(x + w + 10, y, 16, h)), extend=extend)
             bar.ax.tick_params(labelsize=_points(_FONT - 1))
-            bar.set_label(textwrap.fill(panel.label, max(20, h // 8)), fontsize=_points(_FONT))
+            label = panel.label + (f"; arrows: top {SATURATED_PERCENT:g} % of pixels, off scale"
+                                   if saturated else "")
+            bar.set_label(textwrap.fill(label, max(20, h // 8)), fontsize=_points(_FONT))
         if panel.legend:
             figure.legend(handles=panel.legend, loc="upper center", bbox_to_anchor=box(x + w / 2, y - 2)[:2],
                           ncol=len(panel.legend), frameon=False, fontsize=_points(_FONT), handlelength=1.6)

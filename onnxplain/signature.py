@@ -154,9 +154,19 @@ def output_name(names: list[str], output: int | str) -> str:
     return output
 
 
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
+"""Ops that move values without changing them: converters put them after a model's last activation."""
+
+
 def producer_op(graph: onnx.GraphProto, output_name: str) -> str | None:
-    """Type of the node that computes `output_name` (None for an output fed straight from an input)."""
-    for node in graph.node:
-        if output_name in node.output:
-            return node.op_type
-    return None
+    """Type of the node that computes `output_name`'s values, looking through layout-only nodes.
+
+    tf2onnx, for one, ends a Keras model with a Transpose or Reshape after its sigmoid or softmax;
+    the op that matters for reading the output is that activation. None for an output fed
+    straight from an input.
+    """
+    producers = {name: node for node in graph.node for name in node.output}
+    node = producers.get(output_name)
+    while node is not None and node.op_type in LAYOUT_OPS and node.input:
+        node = producers.get(node.input[0])
+    return node.op_type if node is not None else None

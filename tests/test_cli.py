@@ -113,7 +113,8 @@ def test_nan_outputs(runner, brightness, square_png):
 
 def test_unknown_method(runner, brightness, square_png):
     assert_one_line_error(run(runner, "explain", brightness(), square_png, "--method", "nosuch"),
-                          "unknown method 'nosuch'; installed: ablation,", "hdm, kernel-shap, lime, occlusion, rise")
+                          "unknown method 'nosuch'; installed: ablation,",
+                          "hdm, integrated-gradients, kernel-shap, lime, occlusion, rise")
 
 
 def test_unknown_parameter_lists_the_valid_ones(runner, brightness, square_png):

@@ -1,6 +1,7 @@
 """The ONNX runner on tiny models: layouts, channels, batches, activations, outputs, errors."""
 
 import numpy as np
+import onnx
 import pytest
 
 from onnxplain.errors import OnnxplainError
@@ -261,3 +262,20 @@ def test_outputs_read_as_probabilities_must_be_probabilities(brightness, bright_
     model = OnnxModel(brightness(), device="cpu", activation="none")
     with pytest.raises(OnnxplainError, match="not probabilities; use the sigmoid or softmax activation"):
         model.predict(bright_square[None])
+
+
+def test_a_sigmoid_behind_a_converters_transpose_is_read_as_probabilities(tmp_path):
+    # tf2onnx ends Keras models so: NHWC -> NCHW, Sigmoid, back to NHWC. The output holds probabilities.
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Sigmoid", ["nchw"], ["probability"]),
+             helper.make_node("Transpose", ["probability"], ["out"], perm=[0, 2, 3, 1])]
+    spec = ["n", 8, 8, 1]
+    graph = helper.make_graph(nodes, "keras-like", [helper.make_tensor_value_info("image", TensorProto.FLOAT, spec)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, spec)])
+    path = tmp_path / "keras_like.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    model = OnnxModel(path, device="cpu")
+    np.testing.assert_allclose(model.predict(images).probability, 1 / (1 + np.exp(-images[..., 0])), rtol=1e-5)

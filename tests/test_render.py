@@ -170,3 +170,17 @@ def test_drawing_leaves_pyplot_alone():
             "render.pictures(Attribution(np.eye(8, dtype=np.float32), np.zeros((8, 8, 1)), np.eye(8, dtype=bool)))\n"
             "assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_few_hot_pixels_saturate_the_scale_and_the_bar_says_so():
+    from onnxplain.render import map_scale
+
+    smooth = np.linspace(-1.0, 2.0, 10_000).reshape(100, 100)
+    scale = map_scale(smooth)
+    assert not scale.saturated and (scale.norm.vmin, scale.norm.vmax) == (-2.0, 2.0)
+    spiky = smooth.copy()
+    spiky[0, :3] = 50.0  # 0.03 % of the pixels, 25 times the rest: a gradient map's hot pixels
+    scale = map_scale(spiky)
+    assert scale.saturated
+    assert scale.norm.vmax == pytest.approx(np.percentile(np.abs(spiky), 99.5))
+    assert scale.norm.vmin == -scale.norm.vmax

@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxplain.activation.base import ActivationMethod
 from onnxplain.method import Baseline, Progress
+from onnxplain.resizing import resize_batch
 from onnxplain.segmenter import Segmenter
 
 
@@ -16,7 +17,9 @@ class EigenCam(ActivationMethod):
     first right singular vector. It needs no forward pass beyond the one that reads the layer, and
     it does not depend on the target: it shows what the layer responds to most, for any class. The
     sign of a principal direction is arbitrary; it is chosen so that the map correlates positively
-    with the layer's summed activation. The record holds the share of the variance that the
+    with the target region (the region of interest, or the model's segment), or with the layer's
+    summed activation where the region is empty or everything. (Following the summed activation
+    alone drew the text detector's text lines negative.) The record holds the share of the variance that the
     direction explains.
 
     Parameters
@@ -34,7 +37,11 @@ class EigenCam(ActivationMethod):
         centred = vectors - vectors.mean(axis=0)
         _, singular, directions = np.linalg.svd(centred, full_matrices=False)
         projection = centred @ directions[0]
-        if np.dot(projection, vectors.sum(axis=1) - vectors.sum(axis=1).mean()) < 0:
+        # A principal direction has no sign of its own: point it where the target region lies (the
+        # region brought to the layer's size), else along the summed activation.
+        region = resize_batch(baseline.reference.region[None].astype(np.float32), (height, width), axes=(1, 2))[0]
+        guide = region.ravel() if region.max() > region.min() else vectors.sum(axis=1)
+        if np.dot(projection, guide - guide.mean()) < 0:
             projection = -projection
         explained = float(singular[0] ** 2 / max(float((singular**2).sum()), 1e-300))
         return projection.reshape(height, width), np.zeros(0), {"explained_variance": round(explained, 4)}

@@ -81,11 +81,13 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
             seconds = result.seconds
             basis = (f"layer {result.record['layer']['name']}" if "layer" in result.record
                      else result.record.get("score", {}).get("name", "its score"))
-            lines.append(
-                f"{name} with {basis}: {len(result.values)} perturbed images in {seconds['total']:.1f} s "
-                f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device}); {len(written)} files in "
-                f"{base_out if single else base_out / name}"
-            )
+            if "twin" in result.record:  # a gradient method: forward and backward passes in PyTorch
+                work = f"{len(result.values)} passes through the PyTorch twin in {seconds['total']:.1f} s"
+            else:
+                work = (f"{len(result.values)} perturbed images in {seconds['total']:.1f} s "
+                        f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device})")
+            where = base_out if single else base_out / name
+            lines.append(f"{name} with {basis}: {work}; {len(written)} files in {where}")
     click.echo("\n".join(lines))
 
 
