@@ -41,10 +41,10 @@ if TYPE_CHECKING:
     from onnxplain.attribution import Attribution
 
 SIGNED_MAP = "bwr"
-SATURATED_PERCENT = 0.5  # the strongest pixels a colour scale may saturate at, in percent
-OUTLIER_FACTOR = 3.0  # ...when the largest value is this many times their edge
 """Colour map of maps with negative values: blue below zero, white at zero, red above; saturated at
 both ends, so that strong values stand out over dark images too (RdBu_r's ends are nearly black)."""
+SATURATED_PERCENT = 0.5  # the strongest pixels a colour scale may saturate at, in percent
+OUTLIER_FACTOR = 3.0  # ...when the largest value is this many times their edge
 SEGMENT_COLOR = (0, 255, 0)
 TARGET_COLOR = (255, 0, 255)
 """Outline colours: saturated green and magenta, absent from jet's, RdBu's and Reds' bright ends."""

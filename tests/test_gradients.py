@@ -213,3 +213,93 @@ def test_gradient_methods_without_torch_say_how_to_install(monkeypatch, runner, 
                  / "000000.png", "--method", "grad-cam", "--out", out)
     assert_one_line_error(result, "needs torch", "onnxplain[torch]", "occlusion")
     assert not out.exists()
+
+
+BIG = 2**62
+
+
+def one_graph(tmp_path, nodes, shape, *, out_shape=None, initializers=(), opset=18, out_type=TensorProto.FLOAT):
+    """An ONNX file of `nodes` from input 'x' (float, `shape`) to output 'y'."""
+    graph = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", out_type, out_shape)], initializer=list(initializers))
+    path = tmp_path / f"ops{len(list(tmp_path.iterdir()))}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9), str(path))
+    return path
+
+
+def ints(name, values):
+    return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+
+
+TWIN_CASES = {
+    # Shape arithmetic as exporters write it: a scalar Gather from the end, integer division.
+    "gather-scalar-div": ([helper.make_node("Shape", ["x"], ["s"]),
+                           helper.make_node("Gather", ["s", "i"], ["w"], axis=0),
+                           helper.make_node("Div", ["w", "two"], ["h"]),
+                           helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)],
+                          [helper.make_tensor("i", TensorProto.INT64, [], [-1]),
+                           helper.make_tensor("two", TensorProto.INT64, [], [2])], 18),
+    "slice-flip": ([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+                   [ints("st", [-1]), ints("en", [-BIG]), ints("ax", [3]), ints("sp", [-1])], 18),
+    "slice-backwards-from-negative": ([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+                                      [ints("st", [-2]), ints("en", [0]), ints("ax", [3]), ints("sp", [-2])], 18),
+    "softmax-opset-11": ([helper.make_node("Softmax", ["x"], ["y"])], [], 11),
+    "log-softmax-opset-11": ([helper.make_node("LogSoftmax", ["x"], ["y"], axis=1)], [], 11),
+    "resize-nearest-half-pixel-down": ([helper.make_node("Resize", ["x", "", "", "sz"], ["y"], mode="nearest")],
+                                       [ints("sz", [1, 3, 3, 2])], 18),
+    "resize-linear-by-1.5": ([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="linear")],
+                             [helper.make_tensor("sc", TensorProto.FLOAT, [4], [1, 1, 1.5, 1.5])], 18),
+    "flatten-last-axis": ([helper.make_node("Flatten", ["x"], ["y"], axis=-1)], [], 18),
+    "clip-unbounded": ([helper.make_node("Clip", ["x"], ["y"])], [], 18),
+}
+
+
+@pytest.mark.parametrize("case", TWIN_CASES)
+def test_twin_replays_ops_as_onnxruntime_does(tmp_path, case):
+    nodes, initializers, opset = TWIN_CASES[case]
+    path = one_graph(tmp_path, nodes, [1, 3, 6, 5], initializers=initializers, opset=opset)
+    x = np.random.default_rng(0).normal(size=(1, 3, 6, 5)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = TorchTwin(onnx.load(str(path)))(torch.from_numpy(x)).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.fixture
+def batch_one_model(tmp_path):
+    """A file exported for batch 1 whose Reshape bakes that batch in: softmax over all pixels of an image."""
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"]), helper.make_node("Softmax", ["f"], ["p"], axis=1),
+             helper.make_node("Reshape", ["p", "back"], ["r"]), helper.make_node("Mul", ["r", "k"], ["y"])]
+    initializers = [ints("flat", [1, -1]), ints("back", [1, 1, 12, 12]),
+                    helper.make_tensor("k", TensorProto.FLOAT, [], [144.0])]
+    path = one_graph(tmp_path, nodes, [1, 1, 12, 12], out_shape=[1, 1, 12, 12], initializers=initializers)
+    image = np.random.default_rng(1).random((12, 12, 1), dtype=np.float32)
+    return OnnxModel(path, activation="sigmoid"), image
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "integrated-gradients", "saliency", "grad-cam"])
+def test_a_file_fixed_to_batch_one_gives_the_same_map_whatever_the_batch_size(batch_one_model, name):
+    model, image = batch_one_model
+    params = {"smoothgrad": {"samples": 5}, "integrated-gradients": {"steps": 5}}.get(name, {})
+    if name == "grad-cam":
+        params = {"layer": "r"}
+    target = Target.box(0, 0, 6, 6)
+    wide = onnxplain.create_method(name, **params).attribute(model, image, target, batch_size=16)
+    narrow = onnxplain.create_method(name, **params).attribute(model, image, target, batch_size=1)
+    np.testing.assert_allclose(wide.map, narrow.map, rtol=1e-5, atol=1e-9)
+    assert np.ptp(wide.map) > 0
+
+
+def test_deeplift_on_a_fixed_batch_file_says_what_to_do(batch_one_model):
+    model, image = batch_one_model
+    with pytest.raises(OnnxplainError, match="exported for a batch of exactly 1; export it with a dynamic batch"):
+        onnxplain.create_method("deeplift").attribute(model, image, Target.box(0, 0, 6, 6))
+
+
+def test_an_empty_target_region_is_refused(brightness):
+    model = OnnxModel(brightness(), device="cpu")
+    black = np.zeros((32, 32, 1), np.float32)  # the model segments nothing
+    with pytest.raises(OnnxplainError, match="empty"):
+        onnxplain.create_method("saliency").attribute(model, black)

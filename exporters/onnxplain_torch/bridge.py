@@ -16,7 +16,7 @@ import onnx
 import torch
 from torch import nn
 
-from onnxplain.errors import OnnxplainError
+from onnxplain.errors import OnnxplainError, first_line
 from onnxplain.method import Baseline
 from onnxplain.model import OnnxModel
 from onnxplain.signature import output_name
@@ -70,6 +70,11 @@ class SignalModel(nn.Module):
         self.model = model
         self.logit = logit
         region = torch.from_numpy(np.asarray(baseline.reference.region, dtype=np.float32))
+        if not region.any():
+            raise OnnxplainError("the target region is empty: the model segments nothing of this class here and no "
+                                 "region of interest was given; give --roi, --box or --pixels, or another class",
+                                 parameters=("target",))
+        self.fixed_batch = model.input.batch  # images per pass the file takes, or None for any
         self.register_buffer("region", region / region.sum().clamp(min=1.0), persistent=False)
         self.activation = {"sigmoid": nn.Sigmoid(), "softmax": nn.Softmax(dim=1)}.get(self.reader.activation)
 
@@ -111,9 +116,22 @@ def check_twin(signal: SignalModel, image: np.ndarray, tolerance: float) -> floa
     """Largest difference between the twin's raw output and onnxruntime's on `image`; refuse above `tolerance`."""
     model = signal.model
     name = signal.twin.output_names[signal.output_index]
-    expected = model.run_tensor(model.to_tensor(image[None]), name)
-    with torch.no_grad():
-        got = signal.twin.run(signal.to_input(torch.from_numpy(image[None])))[0][signal.output_index].numpy()
+    images = np.repeat(image[None], signal.fixed_batch or 1, axis=0)
+    expected = model.run_tensor(model.to_tensor(images), name)
+    try:
+        with torch.no_grad():
+            got = signal.twin.run(signal.to_input(torch.from_numpy(images)))[0][signal.output_index].numpy()
+    except OnnxplainError as error:
+        raise OnnxplainError(f"{error}, so the gradient methods cannot explain this model; {STILL_WORKING}",
+                             parameters=("method",)) from None
+    except Exception as error:  # an op the twin replays differently on this model: torch says where
+        raise OnnxplainError(f"the PyTorch twin of this model fails on this image ({type(error).__name__}: "
+                             f"{first_line(error)}), so the gradient methods cannot explain it; {STILL_WORKING}",
+                             parameters=("method",)) from error
+    if got.shape != expected.shape:
+        raise OnnxplainError(f"the PyTorch twin of this model gives an output shaped {got.shape}, onnxruntime "
+                             f"{expected.shape}; the gradient methods cannot explain it; {STILL_WORKING}",
+                             parameters=("method",))
     difference = float(np.abs(got.astype(np.float64) - expected).max())
     if not difference <= tolerance:
         raise OnnxplainError(

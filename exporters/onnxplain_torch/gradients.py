@@ -104,14 +104,33 @@ def gradients(signal: SignalModel, images: torch.Tensor, batch_size: int,
     import torch
 
     scores, grads = [], []
-    for start, stop in batches(len(images), batch_size):
-        part = images[start:stop].detach().requires_grad_(True)
+    fixed = signal.fixed_batch
+    for start, stop in batches(len(images), fixed or batch_size):
+        part = images[start:stop]
+        if fixed and len(part) < fixed:  # a file exported for a fixed batch: fill it with copies, read the rest
+            part = torch.cat([part, part[-1:].expand(fixed - len(part), *part.shape[1:])])
+        part = part.detach().requires_grad_(True)
         score = signal(part)
-        grads.append(torch.autograd.grad(score.sum(), part)[0])
-        scores.append(score.detach())
+        grads.append(torch.autograd.grad(score.sum(), part)[0][: stop - start])
+        scores.append(score.detach()[: stop - start])
         if progress is not None:
             progress(stop - start)
     return torch.cat(scores), torch.cat(grads)
+
+
+def scores_of(signal: SignalModel, images: torch.Tensor) -> np.ndarray:
+    """The target's score on each of `images`, without gradients (one pass each on a fixed-batch file)."""
+    import torch
+
+    with torch.no_grad():
+        if not signal.fixed_batch:
+            return signal(images).numpy()
+        return np.concatenate([signal(full_batch(signal, image[None]))[:1].numpy() for image in images])
+
+
+def full_batch(signal: SignalModel, image: torch.Tensor) -> torch.Tensor:
+    """One image (1, H, W, C) as the batch the file takes: copies of it when the batch is fixed."""
+    return image.expand(signal.fixed_batch, *image.shape[1:]) if signal.fixed_batch else image
 
 
 class Saliency(GradientMethod):
@@ -169,8 +188,9 @@ class IntegratedGradients(GradientMethod):
         scores, grads = gradients(signal, path, batch_size, progress)
         average = torch.tensordot(torch.from_numpy((weights / 2).astype(np.float32)), grads, dims=1)
         attributions = ((image[0] - start[0]) * average).numpy()
-        with torch.no_grad():
-            ends = signal(torch.cat([start, image])).numpy()
+        ends = scores_of(signal, torch.cat([start, image]))
+        if progress is not None:
+            progress(2)
         total, difference = float(attributions.sum(dtype=np.float64)), float(ends[1] - ends[0])
         # Far from zero, more steps are needed: the score is too uneven along the path for this quadrature.
         error = abs(total - difference) / max(abs(difference), 1e-12)
@@ -258,17 +278,25 @@ class DeepLift(GradientMethod):
         import torch
         from captum.attr import DeepLift as CaptumDeepLift
 
+        from onnxplain_torch.twin import MaxPoolWithPads
+
+        if signal.fixed_batch:
+            raise OnnxplainError(f"DeepLIFT runs the image and its baseline in one pass, and this file is exported for "
+                                 f"a batch of exactly {signal.fixed_batch}; export it with a dynamic batch, or use "
+                                 "integrated-gradients", parameters=("method",))
         start = torch.full_like(image, self.baseline)
         with _captum_quiet():
             attributions, delta = CaptumDeepLift(signal).attribute(image.clone().requires_grad_(True), baselines=start,
                                                                    return_convergence_delta=True)
         if progress is not None:
             progress(2)
-        with torch.no_grad():
-            ends = signal(torch.cat([start, image])).numpy()
+        ends = scores_of(signal, torch.cat([start, image]))
         values = attributions[0].detach().numpy()
-        record = {"convergence_delta": float(delta.abs().max()),
-                  "gradient_only_ops": sorted(set(signal.twin.op_types) - self.LINEAR)}
+        # Ops without a rescale rule pass plain gradients, MaxPool too where the twin needed its own module.
+        plain = set(signal.twin.op_types) - self.LINEAR
+        if any(isinstance(m, MaxPoolWithPads) for m in signal.twin.nonlinear.values()):
+            plain.add("MaxPool")
+        record = {"convergence_delta": float(delta.abs().max()), "gradient_only_ops": sorted(plain)}
         return values.sum(axis=-1), ends, {"attributions": values}, record
 
 
@@ -298,14 +326,14 @@ class CamMethod(GradientMethod):
 
         layer = model.layer(self.layer)
         # The input asks for gradients so that autograd records the graph up to the layer.
-        score, kept = signal.run(image.detach().requires_grad_(True), keep=(layer.name,))
+        score, kept = signal.run(full_batch(signal, image).detach().requires_grad_(True), keep=(layer.name,))
         features = kept[layer.name]
         if features.dim() != 4:
             raise OnnxplainError(f"layer {layer.name!r} gives activations shaped {tuple(features.shape[1:])}, not a "
                                  "feature map (C, h, w); choose another layer", parameters=("layer",))
         grad = torch.autograd.grad(score.sum(), features)[0]
         record = {"layer": {"name": layer.name, "op": layer.op, "shape": list(features.shape[1:])}}
-        return (score.detach().numpy(), features[0].detach().double().numpy(), grad[0].double().numpy(), record)
+        return (score.detach()[:1].numpy(), features[0].detach().double().numpy(), grad[0].double().numpy(), record)
 
     def _map(self, signal, image, model, *, batch_size, progress):
         score, features, grad, record = self.layer_gradients(signal, image, model)
@@ -368,7 +396,8 @@ class GuidedGradCam(CamMethod):
 
         cam, score, arrays, record = super()._map(signal, image, model, batch_size=batch_size, progress=None)
         with _captum_quiet():
-            guided = GuidedBackprop(signal).attribute(image.clone().requires_grad_(True))[0].detach().numpy()
+            guided = GuidedBackprop(signal).attribute(full_batch(signal, image).clone().requires_grad_(True))
+        guided = guided[0].detach().numpy()
         if progress is not None:
             progress(2)
         return guided.sum(axis=-1) * cam, score, {**arrays, "guided_backprop": guided}, record

@@ -82,7 +82,7 @@ def _conv_transpose(a: Attributes, x: torch.Tensor, w: torch.Tensor, b: Value = 
     return y[(slice(None), slice(None), *crop)]
 
 
-class _MaxPool(nn.Module):
+class MaxPoolWithPads(nn.Module):
     """ONNX MaxPool: asymmetric padding with -inf first, then torch's pool."""
 
     def __init__(self, a: Attributes):
@@ -100,14 +100,17 @@ def _max_pool_module(a: Attributes) -> nn.Module:
     kernel = list(a["kernel_shape"])
     nd = len(kernel)
     pads = list(a.get("pads", [0] * 2 * nd))
-    if len(kernel) == 2 and pads[:nd] == pads[nd:] and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
+    symmetric = pads[:nd] == pads[nd:] and all(2 * p <= k for p, k in zip(pads[:nd], kernel, strict=True))
+    if len(kernel) == 2 and symmetric and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
         return nn.MaxPool2d(kernel, a.get("strides", [1] * nd), pads[:nd], a.get("dilations", [1] * nd),
                             ceil_mode=bool(a.get("ceil_mode")))
-    return _MaxPool(a)
+    return MaxPoolWithPads(a)
 
 
 def _average_pool(a: Attributes, x: torch.Tensor) -> torch.Tensor:
     kernel = list(a["kernel_shape"])
+    if any(d != 1 for d in a.get("dilations", [1] * len(kernel))):
+        raise OnnxplainError("AveragePool with dilations has no PyTorch twin here")
     strides, _, pads = _window(x, a, kernel)
     nd = len(kernel)
     include = bool(a.get("count_include_pad", 0))
@@ -137,33 +140,64 @@ def _reduce(function: Callable) -> Callable:
     return reduce
 
 
+def _source_coordinates(out: int, size: int, scale: float, transform: str) -> torch.Tensor:
+    """Where each output position samples the input along one axis, as ONNX Resize defines it."""
+    o = torch.arange(out, dtype=torch.float64)
+    if transform == "half_pixel":
+        return (o + 0.5) / scale - 0.5
+    if transform == "pytorch_half_pixel":
+        return (o + 0.5) / scale - 0.5 if out > 1 else torch.zeros(out, dtype=torch.float64)
+    if transform == "align_corners":
+        return o * (size - 1) / (out - 1) if out > 1 else torch.zeros(out, dtype=torch.float64)
+    if transform == "asymmetric":
+        return o / scale
+    if transform == "tf_half_pixel_for_nn":
+        return (o + 0.5) / scale
+    raise OnnxplainError(f"Resize with {transform} coordinates has no PyTorch twin here")
+
+
+_ROUNDING = {"round_prefer_floor": lambda v: torch.ceil(v - 0.5), "round_prefer_ceil": lambda v: torch.floor(v + 0.5),
+             "floor": torch.floor, "ceil": torch.ceil}
+
+
 def _resize(a: Attributes, x: torch.Tensor, roi: Value = None, scales: Value = None, sizes: Value = None):
-    spatial = x.shape[2:]
+    if a["_opset"] < 11:  # Resize-10 takes (X, scales) and samples asymmetrically
+        scales, roi = roi, None
+        a = {**a, "coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}
+    if "axes" in a:
+        raise OnnxplainError("Resize with axes has no PyTorch twin here")
+    spatial = list(x.shape[2:])
     if sizes is not None and sizes.numel():
         size = [int(v) for v in sizes.tolist()[2:]]
+        factors = [n / m for n, m in zip(size, spatial, strict=True)]
     else:
-        factors = scales.tolist()[2:]
+        factors = [float(f) for f in scales.tolist()[2:]]
         size = [int(math.floor(n * f)) for n, f in zip(spatial, factors, strict=True)]
     mode = a.get("mode", b"nearest").decode()
     transform = a.get("coordinate_transformation_mode", b"half_pixel").decode()
     if mode == "nearest":
-        nearest = a.get("nearest_mode", b"round_prefer_floor").decode()
-        if transform == "asymmetric" and nearest == "floor":
-            return F.interpolate(x, size=size, mode="nearest")
-        if transform in ("half_pixel", "pytorch_half_pixel") and nearest.startswith("round"):
-            return F.interpolate(x, size=size, mode="nearest-exact")
-    elif mode in ("linear", "cubic") and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-        kind = {("linear", 1): "linear", ("linear", 2): "bilinear", ("linear", 3): "trilinear",
-                ("cubic", 2): "bicubic"}.get((mode, len(size)))
-        if kind is not None and (mode == "linear" or a.get("cubic_coeff_a", -0.75) == -0.75):
-            return F.interpolate(x, size=size, mode=kind, align_corners=transform == "align_corners")
-    raise OnnxplainError(f"Resize with mode {mode}, {transform} coordinates has no PyTorch twin here")
+        rounding = _ROUNDING[a.get("nearest_mode", b"round_prefer_floor").decode()]
+        for axis, (out, n, f) in enumerate(zip(size, spatial, factors, strict=True)):
+            index = rounding(_source_coordinates(out, n, f, transform)).clamp(0, n - 1).long()
+            x = x.index_select(2 + axis, index)
+        return x
+    kind = {("linear", 1): "linear", ("linear", 2): "bilinear", ("linear", 3): "trilinear",
+            ("cubic", 2): "bicubic"}.get((mode, len(size)))
+    if kind is None or transform not in ("half_pixel", "pytorch_half_pixel", "align_corners") \
+            or (mode == "cubic" and a.get("cubic_coeff_a", -0.75) != -0.75) or min(size) < 2:
+        raise OnnxplainError(f"Resize with mode {mode}, {transform} coordinates has no PyTorch twin here")
+    if transform == "align_corners":
+        return F.interpolate(x, size=size, mode=kind, align_corners=True)
+    # torch maps coordinates with the given factors only when asked not to recompute them.
+    return F.interpolate(x, scale_factor=factors, mode=kind, align_corners=False, recompute_scale_factor=False)
 
 
 def _upsample(a: Attributes, x: torch.Tensor, scales: Value = None) -> torch.Tensor:
     scales = scales if scales is not None else torch.tensor(a["scales"])
-    mode = a.get("mode", b"nearest")
-    attributes = {"mode": mode, "coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}
+    if a.get("mode", b"nearest") != b"nearest":
+        raise OnnxplainError("Upsample in linear mode (asymmetric coordinates) has no PyTorch twin here")
+    attributes = {"_opset": 11, "mode": b"nearest", "coordinate_transformation_mode": b"asymmetric",
+                  "nearest_mode": b"floor"}
     return _resize(attributes, x, None, scales)
 
 
@@ -180,17 +214,18 @@ def _slice(a: Attributes, x: torch.Tensor, starts: Value = None, ends: Value = N
     ends_ = ends.tolist() if ends is not None else a["ends"]
     axes_ = axes.tolist() if axes is not None else a.get("axes", list(range(len(starts_))))
     steps_ = steps.tolist() if steps is not None else [1] * len(starts_)
-    index = [slice(None)] * x.dim()
     for start, end, axis, step in zip(starts_, ends_, axes_, steps_, strict=True):
-        if step < 0:
-            x = x.flip(int(axis))  # torch slices forwards only: read the axis backwards instead
-            size = x.shape[int(axis)]
-            start, end, step = size - 1 - start, size - 1 - end, -step
-        size = x.shape[int(axis)]
-        start = max(min(start + size if start < 0 else start, size), 0)
-        end = max(min(end + size if end < 0 else end, size), 0)
-        index[int(axis)] = slice(start, end, step)
-    return x[tuple(index)]
+        axis = int(axis) % x.dim()
+        size = x.shape[axis]
+        start, end = (start + size if start < 0 else start), (end + size if end < 0 else end)
+        if step > 0:
+            start, end = min(max(start, 0), size), min(max(end, 0), size)
+            x = x.narrow(axis, start, max(end - start, 0))[(slice(None),) * axis + (slice(None, None, step),)]
+        else:  # from start down to end (excluded): torch slices forwards only, so read a flipped range
+            start, end = min(max(start, 0), size - 1), min(max(end, -1), size - 1)
+            taken = x.narrow(axis, end + 1, max(start - end, 0)).flip(axis)
+            x = taken[(slice(None),) * axis + (slice(None, None, -step),)]
+    return x
 
 
 def _gemm(a: Attributes, x: torch.Tensor, w: torch.Tensor, c: Value = None) -> torch.Tensor:
@@ -203,7 +238,7 @@ def _gemm(a: Attributes, x: torch.Tensor, w: torch.Tensor, c: Value = None) -> t
 def _clip(a: Attributes, x: torch.Tensor, low: Value = None, high: Value = None) -> torch.Tensor:
     low = low if low is not None else a.get("min")
     high = high if high is not None else a.get("max")
-    return torch.clamp(x, min=low, max=high)
+    return x if low is None and high is None else torch.clamp(x, min=low, max=high)
 
 
 def _split(a: Attributes, x: torch.Tensor, split: Value = None) -> tuple[torch.Tensor, ...]:
@@ -228,6 +263,8 @@ def _pad(a: Attributes, x: torch.Tensor, pads: Value = None, value: Value = None
     spatial = pairs[: 2 * (nd - 2)]  # torch pads reflect and edge on the spatial axes only
     if any(pairs[2 * (nd - 2):]):
         raise OnnxplainError(f"Pad in {mode} mode on the batch or channel axis has no PyTorch twin here")
+    if mode not in ("reflect", "edge"):
+        raise OnnxplainError(f"Pad in {mode} mode has no PyTorch twin here")
     return F.pad(x, spatial, mode={"reflect": "reflect", "edge": "replicate"}[mode])
 
 
@@ -245,8 +282,47 @@ def _constant(a: Attributes) -> torch.Tensor:
     raise OnnxplainError("a Constant node without a tensor value has no PyTorch twin here")
 
 
-def _softmax_like(function: Callable) -> Callable:
-    return lambda a, x: function(x, dim=a.get("axis", -1))
+def _legacy_softmax(a: Attributes, x: torch.Tensor, function: Callable) -> torch.Tensor:
+    """Softmax before opset 13: over everything from `axis` on (default 1), as one flattened axis."""
+    if a["_opset"] >= 13:
+        return function(x, dim=a.get("axis", -1))
+    axis = a.get("axis", 1) % x.dim()
+    return function(x.reshape(*x.shape[:axis], -1), dim=-1).reshape(x.shape)
+
+
+class _LegacySoftmax(nn.Module):
+    def __init__(self, a: Attributes):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _legacy_softmax(self.a, x, torch.softmax)
+
+
+def _gather(a: Attributes, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    axis = a.get("axis", 0) % x.dim()
+    index = index.long()
+    index = torch.where(index < 0, index + x.shape[axis], index)  # ONNX counts negative indices from the end
+    taken = torch.index_select(x, axis, index.reshape(-1))
+    return taken.reshape(tuple(x.shape[:axis]) + tuple(index.shape) + tuple(x.shape[axis + 1:]))
+
+
+def _divide(a: Attributes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if not x.is_floating_point() and not y.is_floating_point():  # shape arithmetic: ONNX truncates
+        return torch.div(x, y, rounding_mode="trunc")
+    return torch.div(x, y)
+
+
+def _flatten(a: Attributes, x: torch.Tensor) -> torch.Tensor:
+    axis = a.get("axis", 1)
+    axis = axis + x.dim() if axis < 0 else axis  # ONNX counts a negative axis from the end, within [-rank, rank]
+    return x.reshape(math.prod(x.shape[:axis]), -1)
+
+
+def _cast(a: Attributes, x: torch.Tensor) -> torch.Tensor:
+    if a["to"] not in _DTYPES:
+        raise OnnxplainError(f"Cast to ONNX type {a['to']} has no PyTorch twin here")
+    return x.to(_DTYPES[a["to"]])
 
 
 def _squeeze(a: Attributes, x: torch.Tensor, axes: Value = None) -> torch.Tensor:
@@ -291,29 +367,27 @@ OPS: dict[str, Callable[..., Any]] = {
     "GlobalMaxPool": lambda a, x: x.amax(dim=tuple(range(2, x.dim())), keepdim=True),
     "BatchNormalization": lambda a, x, s, b, m, v: F.batch_norm(x, m, v, s, b, False, 0.0, a.get("epsilon", 1e-5)),
     "InstanceNormalization": lambda a, x, s, b: F.instance_norm(x, weight=s, bias=b, eps=a.get("epsilon", 1e-5)),
-    "Add": _binary(torch.add), "Sub": _binary(torch.sub), "Mul": _binary(torch.mul), "Div": _binary(torch.div),
+    "Add": _binary(torch.add), "Sub": _binary(torch.sub), "Mul": _binary(torch.mul), "Div": _divide,
     "Pow": _binary(torch.pow), "Sum": _variadic(torch.add), "Max": _variadic(torch.maximum),
     "Min": _variadic(torch.minimum), "MatMul": _binary(torch.matmul), "Gemm": _gemm,
     "Sqrt": _unary(torch.sqrt), "Exp": _unary(torch.exp), "Log": _unary(torch.log), "Neg": _unary(torch.neg),
     "Abs": _unary(torch.abs), "Reciprocal": _unary(torch.reciprocal), "Erf": _unary(torch.erf),
     "Floor": _unary(torch.floor), "Ceil": _unary(torch.ceil),
-    "Identity": _unary(lambda x: x), "Dropout": _unary(lambda x: x),
+    "Identity": _unary(lambda x: x), "Dropout": lambda a, x, *rest: x,
     "LeakyRelu": lambda a, x: F.leaky_relu(x, a.get("alpha", 0.01)),
     "PRelu": lambda a, x, slope: torch.where(x >= 0, x, slope * x),
     "HardSigmoid": lambda a, x: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
     "HardSwish": _unary(F.hardswish), "Clip": _clip, "Softplus": _unary(F.softplus),
-    "LogSoftmax": _softmax_like(torch.log_softmax),
+    "LogSoftmax": lambda a, x: _legacy_softmax(a, x, torch.log_softmax),
     "ReduceMean": _reduce(torch.mean), "ReduceSum": _reduce(torch.sum), "ReduceMax": _reduce(torch.amax),
     "ReduceMin": _reduce(torch.amin),
     "Concat": lambda a, *xs: torch.cat(xs, dim=a["axis"]), "Split": _split,
-    "Reshape": _reshape, "Flatten": lambda a, x: x.flatten(0, a.get("axis", 1) - 1).flatten(1)
-    if a.get("axis", 1) > 0 else x.reshape(1, -1),
+    "Reshape": _reshape, "Flatten": _flatten,
     "Transpose": lambda a, x: x.permute(a.get("perm", list(reversed(range(x.dim()))))),
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Shape": _shape,
-    "Gather": lambda a, x, i: torch.index_select(x, a.get("axis", 0), i.reshape(-1).long()).reshape(
-        *x.shape[:a.get("axis", 0) % x.dim()], *i.shape, *x.shape[a.get("axis", 0) % x.dim() + 1:]),
+    "Gather": _gather,
     "Slice": _slice, "Pad": _pad, "Resize": _resize, "Upsample": _upsample,
-    "Cast": lambda a, x: x.to(_DTYPES[a["to"]]),
+    "Cast": _cast,
     "Constant": _constant,
     "ConstantOfShape": lambda a, shape: torch.full(
         [int(v) for v in shape.tolist()],
@@ -329,7 +403,7 @@ MODULES: dict[str, Callable[[Attributes], nn.Module]] = {
     "Sigmoid": lambda a: nn.Sigmoid(),
     "Tanh": lambda a: nn.Tanh(),
     "Elu": lambda a: nn.ELU(a.get("alpha", 1.0)),
-    "Softmax": lambda a: nn.Softmax(dim=a.get("axis", -1)),
+    "Softmax": lambda a: nn.Softmax(dim=a.get("axis", -1)) if a["_opset"] >= 13 else _LegacySoftmax(a),
     "MaxPool": _max_pool_module,
 }
 
@@ -362,6 +436,7 @@ class TorchTwin(nn.Module):
         if missing:
             raise OnnxplainError(f"the PyTorch twin cannot run op(s) {', '.join(missing)} of this model")
         graph = proto.graph
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
         initializers = {init.name for init in graph.initializer}
         self.input_name = next(value.name for value in graph.input if value.name not in initializers)
         self.output_names = [value.name for value in graph.output]
@@ -375,6 +450,7 @@ class TorchTwin(nn.Module):
         for index, node in enumerate(graph.node):
             attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             attributes["_outputs"] = len(node.output)
+            attributes["_opset"] = opset
             key = f"n{index}"
             if node.op_type in MODULES:
                 self.nonlinear[key] = MODULES[node.op_type](attributes)
