@@ -213,13 +213,19 @@ class OnnxModel:
         x = images if self.resize_to is None else resize_batch(images, self.resize_to)
         if self.color == "bgr" and self.input.channels == 3:
             x = x[..., ::-1]  # before normalising: mean and std are in the model's channel order
-        if self.scale != 1 or self.mean.any() or (self.std != 1).any():
-            x = x * (self.scale / self.std) - (self.mean / self.std)  # (x * scale - mean) / std
+        gain, shift = self.scale / self.std, self.mean / self.std  # (x * scale - mean) / std
         if self.input.layout == "NCHW":
-            # One channel: the same bytes in another shape, no copy.
-            x = x.reshape(x.shape[0], 1, *x.shape[1:3]) if x.shape[3] == 1 else x.transpose(0, 3, 1, 2)
+            # A view: the one pass below reads it and writes the model's order (one channel: no copy at all).
+            x = x.transpose(0, 3, 1, 2)
+            gain, shift = gain[:, None, None], shift[:, None, None]
         elif self.input.layout == "NHW":
             x = x[..., 0]
+        if self.scale != 1 or self.mean.any() or (self.std != 1).any():
+            out = np.empty(x.shape, np.float32)
+            np.multiply(x, gain, out=out)
+            if shift.any():
+                out -= shift
+            x = out
         if self.input.dtype == np.uint8:
             x = np.clip(np.rint(x), 0, 255)
         return np.ascontiguousarray(x, dtype=self.input.dtype)

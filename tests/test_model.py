@@ -279,3 +279,18 @@ def test_a_sigmoid_behind_a_converters_transpose_is_read_as_probabilities(tmp_pa
     images = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
     model = OnnxModel(path, device="cpu")
     np.testing.assert_allclose(model.predict(images).probability, 1 / (1 + np.exp(-images[..., 0])), rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout,channels", [("NCHW", 3), ("NHWC", 3), ("NCHW", 1), ("NHWC", 1)])
+@pytest.mark.parametrize("color", ["rgb", "bgr"])
+def test_to_tensor_is_the_plain_formula(brightness, layout, channels, color):
+    mean, std = ([0.1, 0.2, 0.3], [0.5, 0.25, 2.0]) if channels == 3 else (0.4, 0.5)
+    model = OnnxModel(brightness(layout=layout, channels=channels), device="cpu", color=color, scale=255.0,
+                      mean=mean, std=std)
+    images = np.random.default_rng(4).random((3, 8, 6, channels), dtype=np.float32)
+    flipped = images[..., ::-1] if color == "bgr" and channels == 3 else images
+    expected = (flipped * 255.0 - np.float32(mean)) / np.float32(std)
+    expected = expected.transpose(0, 3, 1, 2) if layout == "NCHW" else expected
+    got = model.to_tensor(images)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4)
