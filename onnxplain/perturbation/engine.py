@@ -21,6 +21,7 @@ from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.method import Baseline, Method, Progress
 from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation.aggregate import Aggregator
+from onnxplain.perturbation.convergence import CHECK_EVERY, SplitHalf, checkpoint_batches
 from onnxplain.perturbation.fill import Fill, blend, check_fill, fill_image
 from onnxplain.perturbation.masks import MaskSource
 from onnxplain.registry import plugins
@@ -64,6 +65,7 @@ class PerturbationMethod(Method):
 
     default_score: ClassVar[str] = "class-score"
     default_aggregator: ClassVar[str] = "occluded-mean"
+    converge: float | None = None  # sampling methods stop once their map reaches this (see `convergence`)
 
     def __init__(
         self,
@@ -148,8 +150,12 @@ class PerturbationMethod(Method):
         check_batch_memory(min(batch_size, len(source)), per_item=3 * image.nbytes + 12 * pixels,
                            fixed=16 * pixels + 2 * image.nbytes)
         try:
+            tracker = (None if self.converge is None
+                       else SplitHalf(self.aggregator, source, baseline_value, self.converge))
+            used = len(source)
             with _threadpools().limit(limits=1, user_api="blas"):
-                for start, stop in batches(len(source), batch_size):
+                every = CHECK_EVERY if tracker is not None else None
+                for start, stop in checkpoint_batches(len(source), batch_size, every):
                     batch = _call_plugin(source, "batch", start, stop)
                     perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
                     if perturbed.shape != (stop - start, *image.shape):
@@ -162,7 +168,13 @@ class PerturbationMethod(Method):
                         collector.add(outputs, start, stop)
                     if progress is not None:
                         progress(stop - start)
+                    if tracker is not None:
+                        tracker.add(batch, values[start:stop])
+                        if tracker.converged(stop):
+                            used = stop
+                            break
                 saliency = _call_plugin(aggregator, "finish")
+            values = values[:used]
         except MemoryError:
             raise out_of_memory(batch_size) from None
         arrays = {**source.arrays(), **aggregator.arrays(), **(collector.arrays(source) if collector else {})}
@@ -179,6 +191,7 @@ class PerturbationMethod(Method):
                 "aggregator": {"name": aggregator.name, "parameters": aggregator.parameters()},
                 "seed": self.seed,
                 "seconds": {"inference": round(getattr(model, "inference_seconds", 0.0) - inference_before, 3)},
+                **({"convergence": tracker.record(used, len(source))} if tracker is not None else {}),
             },
         )
 

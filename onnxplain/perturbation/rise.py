@@ -156,6 +156,11 @@ class Rise(PerturbationMethod):
     per_pixel_memory : int
         Memory budget of the per-pixel merge, in bytes: the masks made again, a block of
         per-pixel maps and the product added to it.
+    converge : float, optional
+        Stop before `n_masks` once the map is expected to correlate this much with the map of
+        infinitely many masks (0.97, say), judged every 100 masks from the maps of the even- and
+        odd-numbered masks (`onnxplain.perturbation.convergence`); `n_masks` is then the most it
+        runs. The record says how many masks it used and each check.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
@@ -165,8 +170,15 @@ class Rise(PerturbationMethod):
     default_aggregator = "kept-mean"
 
     def __init__(self, *, n_masks: int = 1000, grid_size: int = 8, p1: float = 0.5, masks_file: str | None = None,
-                 per_pixel_max: bool = False, per_pixel_memory: int = 256 << 20, **options: Any):
+                 per_pixel_max: bool = False, per_pixel_memory: int = 256 << 20, converge: float | None = None,
+                 **options: Any):
         super().__init__(**options)
+        if converge is not None and not 0 < converge < 1:
+            raise OnnxplainError(f"converge is a correlation in (0, 1), such as 0.97; got {converge}",
+                                 parameters=("converge",))
+        if converge is not None and per_pixel_max:
+            raise OnnxplainError("per_pixel_max keeps every mask's scores to the end; use it without converge",
+                                 parameters=("converge", "per_pixel_max"))
         if n_masks < 1:
             raise OnnxplainError(f"n_masks must be at least 1, got {n_masks}", parameters=("n_masks",))
         if grid_size < 1:
@@ -181,6 +193,7 @@ class Rise(PerturbationMethod):
         self.masks_file = None if masks_file is None else str(masks_file)
         self.per_pixel_max = per_pixel_max
         self.per_pixel_memory = per_pixel_memory
+        self.converge = converge
 
     def mask_source(self, image: np.ndarray) -> RiseMasks:
         return RiseMasks(image.shape[:-1], n_masks=self.n_masks, grid_size=self.grid_size, p1=self.p1,

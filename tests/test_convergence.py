@@ -1,0 +1,58 @@
+"""Adaptive sampling: RISE stops when its split-half estimate says the map has converged."""
+
+import numpy as np
+import pytest
+
+import onnxplain
+from onnxplain import data
+from onnxplain.errors import OnnxplainError
+from onnxplain.model import OnnxModel
+from onnxplain.perturbation.convergence import CHECK_EVERY, FIRST_CHECK
+
+
+@pytest.fixture(scope="module")
+def testnet():
+    model = OnnxModel(data.testnet_model_path())
+    return model, model.check_image(data.load_sample(0).image)
+
+
+def test_adaptive_rise_stops_early_close_to_the_whole_budget(testnet):
+    model, image = testnet
+    budget = 2500
+    whole = onnxplain.create_method("rise", n_masks=budget).attribute(model, image)
+    adaptive = onnxplain.create_method("rise", n_masks=budget, converge=0.97).attribute(model, image)
+    record = adaptive.record["convergence"]
+    used = record["masks_used"]
+    assert FIRST_CHECK <= used < budget and used % CHECK_EVERY == 0 and len(adaptive.values) == used
+    assert record["checks"][-1][0] == used and record["checks"][-1][2] >= 0.97
+    assert all(check[2] < 0.97 for check in record["checks"][:-1])  # it stopped at the first check that passed
+    # The same masks, the same values: the adaptive run is the whole run cut short.
+    np.testing.assert_array_equal(adaptive.values, whole.values[:used])
+    assert np.corrcoef(adaptive.map.ravel(), whole.map.ravel())[0, 1] >= 0.95
+
+
+def test_the_stop_does_not_depend_on_the_batch_size(testnet):
+    model, image = testnet
+    first = onnxplain.create_method("rise", n_masks=1200, converge=0.96, seed=5).attribute(model, image)
+    other = onnxplain.create_method("rise", n_masks=1200, converge=0.96, seed=5).attribute(model, image, batch_size=7)
+    assert first.record["convergence"]["masks_used"] == other.record["convergence"]["masks_used"]
+    np.testing.assert_allclose(first.map, other.map, atol=1e-12)
+
+
+def test_a_budget_too_small_to_converge_runs_whole(testnet):
+    model, image = testnet
+    attr = onnxplain.create_method("rise", n_masks=300, converge=0.999).attribute(model, image)
+    assert attr.record["convergence"]["masks_used"] == 300 == len(attr.values)
+
+
+def test_without_converge_nothing_changes(testnet):
+    model, image = testnet
+    attr = onnxplain.create_method("rise", n_masks=64).attribute(model, image)
+    assert "convergence" not in attr.record and len(attr.values) == 64
+
+
+@pytest.mark.parametrize("options,fragment", [({"converge": 1.5}, "converge is a correlation in (0, 1)"),
+                                              ({"converge": 0.9, "per_pixel_max": True}, "without converge")])
+def test_bad_convergence_settings_say_why(options, fragment):
+    with pytest.raises(OnnxplainError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        onnxplain.create_method("rise", **options)
