@@ -56,3 +56,13 @@ def test_without_converge_nothing_changes(testnet):
 def test_bad_convergence_settings_say_why(options, fragment):
     with pytest.raises(OnnxplainError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         onnxplain.create_method("rise", **options)
+
+
+def test_the_command_line_says_where_rise_stopped(runner, tmp_path):
+    from test_cli import run
+
+    image = data.testnet_model_path().parent / "samples" / "images" / "000001.png"
+    result = run(runner, "explain", data.testnet_model_path(), image, "--method", "rise", "-p", "n_masks=300",
+                 "-p", "converge=0.999", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "not converged to 0.999 within 300 masks" in result.output

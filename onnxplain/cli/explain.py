@@ -86,6 +86,11 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
             else:
                 work = (f"{len(result.values)} perturbed images in {seconds['total']:.1f} s "
                         f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device})")
+                if "convergence" in result.record:  # an adaptive run: say where it stopped
+                    run = result.record["convergence"]
+                    work += (f", converged after {run['masks_used']} of {run['masks_available']} masks"
+                             if run["masks_used"] < run["masks_available"]
+                             else f", not converged to {run['target']} within {run['masks_available']} masks")
             where = base_out if single else base_out / name
             lines.append(f"{name} with {basis}: {work}; {len(written)} files in {where}")
     click.echo("\n".join(lines))
