@@ -28,19 +28,26 @@ LAYERS = {
 }
 
 
-def decider_ratio(model: OnnxModel, method: str, params: dict, samples: list) -> float:
-    """Pooled positive relevance per pixel on the decider over that on the background, for `method` with `params`."""
-    decider = background = 0.0
-    decider_pixels = background_pixels = 0
+def relevance_per_pixel(model: OnnxModel, method: str, params: dict, samples: list) -> dict[str, float]:
+    """Positive relevance per pixel of `method` with `params`, pooled over the samples, on the decider,
+    the distractor and the background (what is no shape)."""
+    sums = {"decider": 0.0, "distractor": 0.0, "background": 0.0}
+    pixels = dict.fromkeys(sums, 0)
     for sample in samples:
         relevance = np.maximum(explain(model, sample.image, method=method, **params).map, 0)
         shapes = sample.shapes
-        empty = ~(shapes["decider"] | shapes["target"] | shapes["distractor"])
-        decider += relevance[shapes["decider"]].sum()
-        decider_pixels += shapes["decider"].sum()
-        background += relevance[empty].sum()
-        background_pixels += empty.sum()
-    return float((decider / decider_pixels) / max(background / background_pixels, 1e-12))
+        regions = {"decider": shapes["decider"], "distractor": shapes["distractor"],
+                   "background": ~(shapes["decider"] | shapes["target"] | shapes["distractor"])}
+        for name, region in regions.items():
+            sums[name] += float(relevance[region].sum())
+            pixels[name] += int(region.sum())
+    return {name: sums[name] / pixels[name] for name in sums}
+
+
+def decider_ratio(model: OnnxModel, method: str, params: dict, samples: list) -> float:
+    """Pooled positive relevance per pixel on the decider over that on the background."""
+    density = relevance_per_pixel(model, method, params, samples)
+    return density["decider"] / max(density["background"], 1e-12)
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
+from activation_layers import relevance_per_pixel
 
-from onnxplain import OnnxModel, data, explain
+from onnxplain import OnnxModel, data
 
 ROWS = (
     ("saliency", {}, "gradient magnitude, max over channels"),
@@ -41,17 +41,7 @@ ROWS = (
 
 def ratios(model: OnnxModel, method: str, params: dict, samples: list) -> tuple[float, float]:
     """Pooled positive relevance per pixel on the decider over that on the background, and over the distractor's."""
-    sums = {"decider": 0.0, "background": 0.0, "distractor": 0.0}
-    pixels = dict.fromkeys(sums, 0)
-    for sample in samples:
-        relevance = np.maximum(explain(model, sample.image, method=method, **params).map, 0)
-        shapes = sample.shapes
-        regions = {"decider": shapes["decider"], "distractor": shapes["distractor"],
-                   "background": ~(shapes["decider"] | shapes["target"] | shapes["distractor"])}
-        for name, region in regions.items():
-            sums[name] += float(relevance[region].sum())
-            pixels[name] += int(region.sum())
-    density = {name: sums[name] / pixels[name] for name in sums}
+    density = relevance_per_pixel(model, method, params, samples)
     return (density["decider"] / max(density["background"], 1e-12),
             density["decider"] / max(density["distractor"], 1e-12))
 

@@ -13,23 +13,13 @@ pytest.importorskip("tf2onnx")
 
 from onnxplain_keras import plugin  # noqa: E402  (after the skips: it needs TensorFlow to be worth testing)
 from onnxplain_keras.export import ExportError, export_keras  # noqa: E402
+from test_cli import assert_one_line_error, run  # noqa: E402
 
-from onnxplain import cli, data  # noqa: E402
+from onnxplain import data  # noqa: E402
 from onnxplain.model import OnnxModel, raw_runner  # noqa: E402
 
 SIDE = 240  # testnet images, kept at full size: Keras users' models take the images they were trained on
 
-
-def run(runner, *args):
-    return runner.invoke(cli.main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def tiny_unet() -> keras.Model:

@@ -12,7 +12,6 @@ import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -20,37 +19,13 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from onnxplain.errors import OnnxplainError, first_line
+from onnxplain.errors import first_line
+from onnxplain.exporter import PARITY_BATCHES, ExportError, ExportReport, output_difference
 from onnxplain.io import atomic_path
 from onnxplain.model import raw_runner
 
-PARITY_BATCHES = (1, 8)
 OPSETS = (17, 18)
 """ONNX opsets this exporter writes: from the one onnxplain needs to the newest tf2onnx 1.17 knows."""
-
-
-class ExportError(OnnxplainError):
-    """The model could not be exported, or its ONNX file does not compute what Keras computes."""
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    """What `export_keras` wrote and measured.
-
-    Attributes
-    ----------
-    path : Path
-        The ONNX file.
-    opset : int
-        ONNX opset of the file.
-    max_abs_diff : dict of str to float
-        Largest absolute difference between onnxruntime and Keras outputs, per checked input
-        (``'random, batch 1'``, ``'random, batch 8'``, ``'real 0'``...).
-    """
-
-    path: Path
-    opset: int
-    max_abs_diff: dict[str, float] = field(default_factory=dict)
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -286,16 +261,6 @@ def _parity(model, item_shape, onnx_path: str, real_inputs, atol: float, seed: i
         # On the CPU: a GPU would compute convolutions in TF32, a thousandth away from float32.
         with tf.device("/CPU:0"):
             expected = [np.asarray(value) for value in tf.nest.flatten(model(batch, training=False))]
-        actual = run(batch)
-        shapes = [value.shape for value in expected], [value.shape for value in actual]
-        if shapes[0] != shapes[1]:
-            raise ExportError(f"onnxruntime and Keras give outputs of different shapes on the {name} input: "
-                              f"{shapes[1]} and {shapes[0]}")
-        diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected, strict=True))
-        differences[name] = diff
-        if not diff <= atol:  # also catches NaN
-            raise ExportError(
-                f"onnxruntime and Keras disagree on the {name} input: max abs difference {diff:.3g} > {atol:g}; "
-                "the export changed what the model computes (check for custom layers or training-only behaviour)"
-            )
+        differences[name] = output_difference(name, run(batch), expected, atol=atol, framework="Keras",
+                                              advice="check for custom layers or training-only behaviour")
     return differences

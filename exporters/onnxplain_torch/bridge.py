@@ -77,6 +77,9 @@ class SignalModel(nn.Module):
         self.fixed_batch = model.input.batch  # images per pass the file takes, or None for any
         self.register_buffer("region", region / region.sum().clamp(min=1.0), persistent=False)
         self.activation = {"sigmoid": nn.Sigmoid(), "softmax": nn.Softmax(dim=1)}.get(self.reader.activation)
+        # (x * scale - mean) / std as x * gain - shift, per channel in the model's order
+        self.register_buffer("gain", torch.from_numpy(model.scale / model.std), persistent=False)
+        self.register_buffer("shift", torch.from_numpy(model.mean / model.std), persistent=False)
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """`OnnxModel.to_tensor` in torch: channel order, normalisation, layout."""
@@ -84,7 +87,7 @@ class SignalModel(nn.Module):
         x = images
         if model.color == "bgr" and model.input.channels == 3:
             x = x.flip(-1)
-        x = x * torch.from_numpy(model.scale / model.std) - torch.from_numpy(model.mean / model.std)
+        x = x * self.gain - self.shift
         if model.input.layout == "NCHW":
             x = x.permute(0, 3, 1, 2)
         elif model.input.layout == "NHW":

@@ -8,42 +8,15 @@ import logging
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from onnxplain.errors import OnnxplainError
+from onnxplain.exporter import PARITY_BATCHES, ExportError, ExportReport, output_difference
 from onnxplain.io import atomic_path
 from onnxplain.model import raw_runner
-
-PARITY_BATCHES = (1, 8)
-
-
-class ExportError(OnnxplainError):
-    """The module could not be exported, or its ONNX file does not compute what PyTorch computes."""
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    """What `export_module` wrote and measured.
-
-    Attributes
-    ----------
-    path : Path
-        The ONNX file.
-    opset : int
-        ONNX opset of the file.
-    max_abs_diff : dict of str to float
-        Largest absolute difference between onnxruntime and PyTorch outputs, per checked input
-        (``'random, batch 1'``, ``'random, batch 8'``, ``'real 0'``...).
-    """
-
-    path: Path
-    opset: int
-    max_abs_diff: dict[str, float] = field(default_factory=dict)
 
 
 def export_module(
@@ -167,12 +140,7 @@ def _parity(module, example_input, onnx_path: str, real_inputs, atol: float, see
             expected = module(tensor)
             expected = expected if isinstance(expected, (tuple, list)) else [expected]
             actual = run(tensor.detach().cpu().numpy().astype(np.float32))
-            diff = max(float(np.abs(a - e.detach().cpu().numpy()).max()) for a, e in zip(actual, expected, strict=True))
-            differences[name] = diff
-            if not diff <= atol:  # also catches NaN
-                raise ExportError(
-                    f"onnxruntime and PyTorch disagree on the {name} input: max abs difference {diff:.3g} > {atol:g}; "
-                    "the export changed what the model computes (check for training-mode layers or "
-                    "data-dependent control flow)"
-                )
+            differences[name] = output_difference(
+                name, actual, [e.detach().cpu().numpy() for e in expected], atol=atol, framework="PyTorch",
+                advice="check for training-mode layers or data-dependent control flow")
     return differences
