@@ -23,7 +23,9 @@ def read_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
     Parameters
     ----------
     path : str or Path
-        Any image Pillow reads (PNG, JPEG, TIFF...); 8- and 16-bit samples are scaled to [0, 1].
+        Any image Pillow reads (PNG, JPEG, TIFF...), 8- and 16-bit samples scaled to [0, 1]; or a 2-D
+        NIfTI image (``.nii``, ``.nii.gz``), scaled from its own minimum and maximum to [0, 1], its
+        first array axis as rows (the layout nibabel gives, not turned to a viewer's orientation).
     channels : {1, 3}, optional
         Convert to grayscale (1) or RGB (3), as the model takes; keep the file's own channels
         (alpha dropped) when omitted.
@@ -32,9 +34,15 @@ def read_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
     -------
     ndarray of float32, shape (H, W, C)
     """
+    if channels not in (None, 1, 3):
+        raise OnnxplainError(f"images can be read with 1 or 3 channels, not {channels}")
+    if is_nifti(path):
+        array = _read_nifti(path, "image")
+        low, high = float(array.min()), float(array.max())
+        # Scanner units (Hounsfield, arbitrary MR values) have no fixed range: each slice spans [0, 1].
+        scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+        return np.repeat(scaled.astype(np.float32)[:, :, None], channels or 1, axis=2)
     with _open(path, "image") as picture:
-        if channels not in (None, 1, 3):
-            raise OnnxplainError(f"images can be read with 1 or 3 channels, not {channels}")
         if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
             # Pillow's own conversion of 16-bit samples to RGB clips them at 255 (a 0/1 image).
             array = np.asarray(picture, dtype=np.float32) / 65535.0
@@ -52,14 +60,48 @@ def read_mask(path: str | Path) -> np.ndarray:
     Parameters
     ----------
     path : str or Path
-        A grayscale or colour image.
+        A grayscale or colour image, or a 2-D NIfTI image.
 
     Returns
     -------
     ndarray of bool, shape (H, W)
     """
+    if is_nifti(path):
+        return _read_nifti(path, "mask") != 0
     with _open(path, "mask") as picture:
         return np.asarray(picture.convert("L")) > 0
+
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | Path) -> bool:
+    """Whether `path` names a NIfTI file (``.nii`` or ``.nii.gz``)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _read_nifti(path: str | Path, what: str) -> np.ndarray:
+    """The 2-D array of a NIfTI file (axes of length 1 dropped), as float64."""
+    import nibabel  # only NIfTI files need it
+
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxplainError(f"{what} file not found: {path}")
+    try:
+        array = np.asarray(nibabel.load(path).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined]
+    except Exception as error:  # nibabel raises its own types, and OSError/EOFError for truncated files
+        raise OnnxplainError(f"{path} is not a NIfTI file that nibabel can read ({error})") from error
+    kept = np.squeeze(array) if np.squeeze(array).ndim >= 2 else array
+    while kept.ndim > 2 and kept.shape[-1] == 1:  # a slice stored with trailing axes of length 1
+        kept = kept[..., 0]
+    if kept.ndim > 2:
+        raise OnnxplainError(f"{path} is a {np.squeeze(array).ndim}-D volume shaped {array.shape}; 3-D volumes are "
+                             "not supported by explain yet: give 2-D slices")
+    if kept.ndim < 2:
+        raise OnnxplainError(f"{path} holds a {kept.ndim}-D array shaped {array.shape}, not a 2-D image")
+    if not np.isfinite(kept).all():
+        raise OnnxplainError(f"{path} holds NaN or infinite values; an image holds finite numbers")
+    return kept
 
 
 @contextlib.contextmanager
@@ -251,6 +293,36 @@ def _replace_folder(staging: Path, path: Path) -> None:
         os.rmdir(old)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_LEFTOVER_SUFFIXES = (".partial", ".old", ".tmp")
+"""What `output_folder` (``.NAME.*.partial``), `_replace_folder` (``.NAME.*.old``) and `atomic_path`
+(``.NAME.*.tmp``) name their temporary entries: hidden, with these suffixes."""
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete what writes killed part way left below `folder`: staging folders, results moved aside and
+    temporary files, recognised by their names (see `output_folder` and `atomic_path`).
+
+    Only for a folder that no other process is writing into: their work in progress looks the same.
+
+    Returns
+    -------
+    list of Path
+        What was deleted.
+    """
+    removed = []
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            if name.startswith(".") and name.endswith(_LEFTOVER_SUFFIXES):
+                path = Path(parent) / name
+                if name in folders:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        folders[:] = [name for name in folders if not (name.startswith(".") and name.endswith(_LEFTOVER_SUFFIXES))]
+    return removed
 
 
 def save_png(image: Image.Image | np.ndarray, path: str | Path) -> Path:

@@ -55,6 +55,10 @@ def make_baseline(
 ) -> Baseline:
     """Run the model once on the unperturbed `image` and build the reference for `target`.
 
+    A model with a `prepare` hook (see `onnxplain.segmenter.Segmenter`) gets the image first: a
+    reduced-precision `OnnxModel` is made and checked on it there, and refused before any
+    explanation runs.
+
     Parameters
     ----------
     model : Segmenter
@@ -72,6 +76,9 @@ def make_baseline(
     """
     target = target or Target.whole_class()
     image = model.check_image(image)
+    prepare = getattr(model, "prepare", None)  # optional: a model that needs the image before it predicts
+    if prepare is not None:
+        prepare(image, class_index=target.class_index, output=target.output)
     output = model.predict(image[None], class_index=target.class_index, output=target.output)
     reference = make_reference(output.mask[0], segment=segment, target=target)
     return Baseline(image=image, target=target, output=output, reference=reference)

@@ -8,10 +8,8 @@ output into the probability of the chosen class and a binary mask.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,15 +23,23 @@ from onnxplain.batching import batches, out_of_memory
 from onnxplain.errors import OnnxplainError, first_line
 from onnxplain.layers import Layer, default_layer, expose_layer, feed_layer, find_layer, list_layers
 from onnxplain.outputs import ModelOutput, OutputReader
+from onnxplain.precision import (
+    CALIBRATION_COPIES,
+    CALIBRATION_SEED,
+    PRECISIONS,
+    check_precision,
+    compare,
+    float32_fallbacks,
+    image_key,
+    perturbed_copies,
+    reduce_model,
+)
 from onnxplain.resizing import resize_batch
+from onnxplain.session import CUDA, SessionSettings, create_session, default_cache_folder
 from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
 
 DEVICES = ("auto", "cpu", "cuda")
 COLORS = ("rgb", "bgr")
-
-_CPU = "CPUExecutionProvider"
-_CUDA = "CUDAExecutionProvider"
-_ORT_DEFAULT_SEVERITY = 2  # onnxruntime's own default: warnings and above
 
 
 class OnnxModel:
@@ -78,6 +84,21 @@ class OnnxModel:
         Probability above which a pixel belongs to the class. Omitted: 0.5, except for softmax
         outputs of several classes, where a pixel belongs to the class that has the highest
         probability there.
+    precision : {'fp32', 'fp16', 'int8'}
+        Precision of the predictions (see `onnxplain.precision`). A reduced one is made and
+        checked against fp32 by `prepare` on the image being explained (int8 is calibrated on
+        it), and refused when it changes the answer. Layer activations always run in fp32.
+    min_dice, min_correlation : float
+        Thresholds of that check: the Dice of the two segments of the class, and the correlation
+        of the two models' scores over perturbed copies of the image.
+    threads : int, optional
+        onnxruntime's intra-op threads; the machine's physical cores when omitted.
+    optimization : {'disable', 'basic', 'extended', 'all'}
+        onnxruntime's graph optimisation level.
+    cache : bool, str or Path
+        Folder that keeps optimised graphs and reduced models between runs, keyed by the model's
+        SHA-256; True for the default folder (``$ONNXPLAIN_CACHE``, else ``~/.cache/onnxplain``),
+        False to keep nothing on disk. Never written beside the model.
 
     Examples
     --------
@@ -111,8 +132,15 @@ class OnnxModel:
         activation: str = "auto",
         threshold: float | None = None,
         resize: bool = False,
+        precision: str = "fp32",
+        min_dice: float = 0.95,
+        min_correlation: float = 0.95,
+        threads: int | None = None,
+        optimization: str = "all",
+        cache: bool | str | Path = True,
     ):
         _check_choice("device", device, DEVICES)
+        _check_choice("precision", precision, PRECISIONS)
         _check_choice("color", color, COLORS)
         if layout is not None:
             _check_choice("layout", layout, LAYOUTS)
@@ -125,11 +153,26 @@ class OnnxModel:
         self._settings: dict[str, Any] = dict(
             layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std, output=output,
             class_index=class_index, activation=activation, threshold=threshold, resize=resize)
+        self._settings.update(precision=precision, min_dice=min_dice, min_correlation=min_correlation,
+                              threads=threads, optimization=optimization, cache=cache)
         graph = load_graph(self.path)
-        self._session = _create_session(self.path, device)
+        folder = None if cache is False else default_cache_folder() if cache is True else Path(cache)
+        self.session_settings = SessionSettings(threads=threads, optimization=optimization, cache=folder)
+        self._sha256: str | None = None
+        self._session, self._session_record = create_session(
+            self.path, device, self.session_settings, sha256=self.sha256 if folder is not None else None)
         self.providers: list[str] = self._session.get_providers()
-        self.device = "cuda" if self.providers[0] == _CUDA else "cpu"
+        self.device = "cuda" if self.providers[0] == CUDA else "cpu"
         self.input = read_input_spec(self._session.get_inputs(), layout, channels)
+        check_precision(precision, graph, self.input.dtype)
+        self.precision = precision
+        self.min_dice, self.min_correlation = min_dice, min_correlation
+        # The session predictions run on: fp32's at once; a reduced one only once `prepare` has
+        # made it and checked it on the image.
+        self._predicting: ort.InferenceSession | None = self._session if precision == "fp32" else None
+        self._reduced: ort.InferenceSession | None = None
+        self._prepared: str | None = None
+        self._precision_record: dict[str, Any] = {"name": precision}
         self.batch_size = batch_size
         self.color = color
         self.scale = float(scale if scale is not None else 255 if self.input.dtype == np.uint8 else 1)
@@ -149,7 +192,6 @@ class OnnxModel:
         """The model's own size that images are resized to, when `resize` applies."""
         self._layers: list[Layer] | None = None
         self._layer_sessions: dict[tuple[str, str], ort.InferenceSession] = {}
-        self._sha256: str | None = None
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
 
@@ -261,6 +303,94 @@ class OnnxModel:
         raw = [self.run_tensor(chunk, name)[:keep] for (chunk,), keep in self._chunks(tensor)]
         return self._read(raw, name, chosen, images.shape[1:3])
 
+    def _predict_on(self, session: ort.InferenceSession, images: np.ndarray, **options: Any) -> ModelOutput:
+        """`predict` on another session of this model (fp32's or a reduced one's), for the check."""
+        saved, self._predicting = self._predicting, session
+        try:
+            return self.predict(images, **options)
+        finally:
+            self._predicting = saved
+
+    def _predicting_session(self) -> ort.InferenceSession:
+        if self._predicting is None:
+            raise OnnxplainError(
+                f"the {self.precision} model is made and checked on the image being explained: call "
+                "prepare(image) first (make_baseline does)")
+        return self._predicting
+
+    def prepare(self, image: np.ndarray, *, class_index: int | None = None, output: int | str | None = None) -> None:
+        """Make the reduced-precision model for `image` and check it against fp32; nothing at fp32.
+
+        int8 is calibrated on `image` and seeded perturbed copies of it; fp16 is converted once.
+        Then both are compared with fp32 on `image` (`onnxplain.precision.compare`), and the
+        figures recorded in `describe`. Calling it again with the same image does nothing.
+
+        Parameters
+        ----------
+        image : ndarray
+            The image to be explained, as `check_image` takes it.
+        class_index, output
+            The class and output that will be explained, as for `predict`.
+
+        Raises
+        ------
+        OnnxplainError
+            When the reduced model cannot be made or run, or agrees with fp32 less than `min_dice`
+            or `min_correlation` say.
+        """
+        if self.precision == "fp32":
+            return
+        image = self.check_image(image)
+        key = f"{image_key(image)}|{class_index}|{output}"
+        if key == self._prepared:
+            return
+        self._predicting, self._prepared = None, None  # a refused model predicts nothing
+        started = time.perf_counter()
+        record: dict[str, Any] = {"name": self.precision}
+        if self._reduced is None or self.precision == "int8":
+            self._reduced, record["session"] = self._reduced_session(image)
+        made = time.perf_counter()
+        reduced = self._reduced
+
+        def run_reduced(images: np.ndarray) -> ModelOutput:
+            try:
+                return self._predict_on(reduced, images, class_index=class_index, output=output)
+            except OnnxplainError as error:
+                raise OnnxplainError(f"the {self.precision} model does not run here ({error}); use precision "
+                                     "fp32", parameters=("precision",)) from error
+
+        agreement = compare(functools.partial(self._predict_on, self._session, class_index=class_index, output=output),
+                            run_reduced, image)
+        record.update(check={**agreement.describe(), "min_dice": self.min_dice,
+                             "min_correlation": self.min_correlation},
+                      seconds={"make": round(made - started, 3), "check": round(time.perf_counter() - made, 3)})
+        self._precision_record = record
+        agreement.check(self.precision, min_dice=self.min_dice, min_correlation=self.min_correlation)
+        self._predicting, self._prepared = reduced, key
+
+    def _reduced_session(self, image: np.ndarray) -> tuple[ort.InferenceSession, dict]:
+        """A session of the model at the reduced precision (int8: calibrated on `image`)."""
+        calibration, key = None, self.sha256
+        if self.precision == "int8":
+            copies = perturbed_copies(image, CALIBRATION_COPIES, seed=CALIBRATION_SEED)
+            calibration = self.to_tensor(np.concatenate([image[None], copies]))
+            key = f"{key}|{image_key(calibration)}"
+        data = reduce_model(self.path, self.precision, calibration=calibration, input_name=self.input.name,
+                            cache=self.session_settings.cache, key=key)
+        if self.precision == "fp16" and self.device == "cpu":
+            casts, nodes = float32_fallbacks(data)
+            if casts:
+                raise OnnxplainError(
+                    f"precision fp16 does not run in float16 on this CPU: onnxruntime has no float16 kernel for "
+                    f"some of the model's {nodes} nodes, so it runs them in float32 behind {casts} added casts, "
+                    "which saves nothing; use precision int8 or fp32", parameters=("precision",))
+        try:
+            return create_session(data, self.device, self.session_settings,
+                                  sha256=hashlib.sha256(data).hexdigest(), label=f"the {self.precision} model")
+        except OnnxplainError as error:
+            raise OnnxplainError(f"precision {self.precision} cannot run this model on {self.device}: {error}; "
+                                 "use precision fp32", parameters=("precision",)) from error
+
     def predict_with_layer(
         self, images: np.ndarray, layer: str, activations: np.ndarray, *, class_index: int | None = None,
         output: int | str | None = None,
@@ -322,11 +452,12 @@ class OnnxModel:
         inference.
         """
         name = output or self.output_name
+        session = self._predicting_session()
         started = time.perf_counter()
         try:
             if self.device == "cuda":
                 return self._run_bound(tensor, name)
-            return self._session.run([name], {self.input.name: tensor})[0]
+            return session.run([name], {self.input.name: tensor})[0]
         except MemoryError:
             raise out_of_memory(len(tensor), "image") from None
         except Exception as error:  # onnxruntime raises its own untyped errors
@@ -342,10 +473,11 @@ class OnnxModel:
 
     def _run_bound(self, tensor: np.ndarray, name: str) -> np.ndarray:
         """Run with I/O binding: the output is allocated on the device and copied back once."""
-        binding = self._session.io_binding()
+        session = self._predicting_session()
+        binding = session.io_binding()
         binding.bind_cpu_input(self.input.name, tensor)
         binding.bind_output(name, self.device)
-        self._session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
     # --- inside the model -------------------------------------------------------------------
@@ -385,7 +517,10 @@ class OnnxModel:
         if key not in self._layer_sessions:
             proto = onnx.load(str(self.path))  # with external weights, since the session is made from bytes
             edited = expose_layer(proto, layer) if edit == "expose" else feed_layer(proto, layer)
-            self._layer_sessions[key] = _create_session(edited.SerializeToString(), self.device, label=str(self.path))
+            no_cache = SessionSettings(threads=self.session_settings.threads,
+                                       optimization=self.session_settings.optimization)
+            self._layer_sessions[key], _ = create_session(edited.SerializeToString(), self.device, no_cache,
+                                                          label=str(self.path))
         return self._layer_sessions[key]
 
     def _run_edited(self, session: ort.InferenceSession, name: str, tensor: np.ndarray,
@@ -458,6 +593,8 @@ class OnnxModel:
             "activation": self.reader.activation,
             "threshold": self.reader.threshold_used,
             "batch_size": self.batch_size,
+            "precision": self._precision_record,
+            "session": self._session_record,
             "onnxruntime": ort.__version__,
         }
 
@@ -505,7 +642,7 @@ def raw_runner(path: str | Path, *, device: str = "cpu") -> Callable[[np.ndarray
     _check_choice("device", device, DEVICES)
     path = Path(path)
     load_graph(path)
-    session = _create_session(path, device)
+    session, _ = create_session(path, device, SessionSettings())
     name = session.get_inputs()[0].name
     return lambda tensor: session.run(None, {name: tensor})
 
@@ -532,63 +669,3 @@ def _per_channel(name: str, value: float | Sequence[float], channels: int) -> np
 def _size_text(size: tuple[int | None, ...]) -> str:
     height, width = size
     return f"{width if width is not None else 'any'}x{height if height is not None else 'any'}"
-
-
-@contextlib.contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
-    """Silence onnxruntime's logger: a missing CUDA library is expected on CPU machines."""
-    ort.set_default_logger_severity(4)
-    try:
-        yield
-    finally:
-        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
-
-
-@functools.cache
-def _preload_cuda_libraries() -> None:
-    """Load CUDA and cuDNN from pip's ``nvidia-*`` packages where they are installed.
-
-    onnxruntime-gpu's CUDA provider finds its libraries only on the loader's path; installed with
-    ``pip install onnxruntime-gpu[cuda,cudnn]`` (or beside a PyTorch of the same CUDA) they sit in
-    site-packages instead, which ``onnxruntime.preload_dlls`` searches. It prints what it cannot
-    find, which on a machine without CUDA is expected, so its output is kept back.
-    """
-    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
-    if preload is None:
-        return
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet_onnxruntime():
-        try:
-            preload()
-        except Exception:  # an unusual layout of nvidia packages: the loader's path is left to work alone
-            pass
-
-
-def _create_session(path: Path | bytes, device: str, *, label: str | None = None) -> ort.InferenceSession:
-    available = ort.get_available_providers()
-    if device != "cpu" and _CUDA in available:
-        _preload_cuda_libraries()
-    if device == "cuda" and _CUDA not in available:
-        raise OnnxplainError(
-            f"the CUDA device needs onnxruntime's CUDA execution provider, but this onnxruntime "
-            f"({ort.__version__}) offers only {', '.join(available)}; install onnxruntime-gpu or use the CPU",
-            parameters=("device",),
-        )
-    providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    label = label or str(path)
-    try:
-        with _quiet_onnxruntime():
-            session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
-                                           providers=providers)
-    except Exception as error:
-        raise OnnxplainError(f"onnxruntime could not load {label}: {first_line(error)}") from error
-    if device == "cuda" and session.get_providers()[0] != _CUDA:
-        raise OnnxplainError(
-            "the CUDA device was asked for, but onnxruntime could not start CUDA here (no GPU, or CUDA/cuDNN "
-            "libraries missing: see onnxruntime's CUDA requirements); use the CPU or let onnxplain choose (auto)",
-            parameters=("device",),
-        )
-    return session
-
-

@@ -29,7 +29,13 @@ class Segmenter(Protocol):
     - `predict` returns a `ModelOutput` of n items for one class of one output, whose mask and
       probabilities have the output's spatial shape; it never changes its input;
     - `serves` lists which of `CAPABILITIES` the model can provide;
-    - `batch_size` is how many images one forward pass takes at most (memory grows with it).
+    - `batch_size` is how many images one forward pass takes at most (memory grows with it);
+    - optionally, ``prepare(image, *, class_index, output)``: called by
+      `onnxplain.method.make_baseline` with the checked unperturbed image, before any prediction of
+      it, for a model that must adapt to the image or check itself on it (`OnnxModel` makes and
+      checks a reduced-precision model there); it raises `OnnxplainError` to refuse the image. A
+      model without it is run as it is. (It is not a member of this protocol, so models without
+      it still satisfy ``isinstance(model, Segmenter)``.)
     """
 
     serves: frozenset[str]

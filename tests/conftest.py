@@ -11,6 +11,14 @@ from PIL import Image
 from onnxplain import data
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_folder(tmp_path_factory):
+    """Optimised graphs and reduced models go to a folder of the test run, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ONNXPLAIN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def brightness(tmp_path):
     """Factory: build a `brightness_model` ONNX file with the given options and return its path."""

@@ -7,7 +7,7 @@ import onnxplain
 from onnxplain import data
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import OnnxModel
-from onnxplain.perturbation.convergence import CHECK_EVERY, FIRST_CHECK
+from onnxplain.perturbation.convergence import CHECK_EVERY, FIRST_CHECK, expected_correlation
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,34 @@ def test_without_converge_nothing_changes(testnet):
     assert "convergence" not in attr.record and len(attr.values) == 64
 
 
+def test_judged_against_the_limit_it_stops_no_earlier_than_against_the_budget(testnet):
+    model, image = testnet
+    runs = {against: onnxplain.create_method("rise", n_masks=1500, converge=0.95, converge_to=against, seed=2)
+            .attribute(model, image).record["convergence"] for against in ("budget", "limit")}
+    assert runs["budget"]["against"] == "budget" and runs["limit"]["against"] == "limit"
+    assert runs["budget"]["masks_used"] < runs["limit"]["masks_used"]
+    # The same halves at the same checkpoint: the budget's map, which shares the masks so far, is the closer.
+    shared = runs["budget"]["checks"][0]
+    assert shared[:2] == runs["limit"]["checks"][0][:2] and shared[2] > runs["limit"]["checks"][0][2]
+
+
+def test_the_prediction_matches_a_simulated_measurement():
+    # Each "mask" gives the true map plus independent noise: the map of n masks is their mean.
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=3000)
+    samples = truth + rng.normal(scale=12.0, size=(2000, truth.size))
+    for n in (200, 500, 1000):
+        halves = np.corrcoef(samples[:n:2].mean(axis=0), samples[1:n:2].mean(axis=0))[0, 1]
+        measured = np.corrcoef(samples[:n].mean(axis=0), samples.mean(axis=0))[0, 1]
+        assert expected_correlation(halves, budget_share=n / 2000) == pytest.approx(measured, abs=0.02)
+        limit = np.corrcoef(samples[:n].mean(axis=0), truth)[0, 1]
+        assert expected_correlation(halves) == pytest.approx(limit, abs=0.02)
+
+
 @pytest.mark.parametrize("options,fragment", [({"converge": 1.5}, "converge is a correlation in (0, 1)"),
-                                              ({"converge": 0.9, "per_pixel_max": True}, "without converge")])
+                                              ({"converge": 0.9, "per_pixel_max": True}, "without converge"),
+                                              ({"converge": 0.9, "converge_to": "infinity"},
+                                               "converge_to must be one of budget, limit; got 'infinity'")])
 def test_bad_convergence_settings_say_why(options, fragment):
     with pytest.raises(OnnxplainError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         onnxplain.create_method("rise", **options)

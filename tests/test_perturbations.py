@@ -243,7 +243,8 @@ def test_mask_range_is_checked():
 
 def test_parameters_are_recorded():
     assert Hdm(offset=3).parameters() == {
-        "circle_size": None, "offset": 3, "normalize": False, "variant": "segment", "fill": "blur",
+        "circle_size": None, "offset": 3, "normalize": False, "variant": "segment", "refine": None, "refine_step": 2,
+        "fill": "blur",
         "blur_sigma": 10.0, "channel": None,
         "score": {"name": "segment-distance",
                   "parameters": {"statistic": "mean", "direction": "reference", "margin": None}},

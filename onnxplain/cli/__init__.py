@@ -16,7 +16,8 @@ _FLAGS = {
     "std": "--std", "activation": "--activation", "output": "--output", "class_index": "--class",
     "segment": "--segment", "target": "--target", "method": "--method", "batch_size": "--batch-size",
     "masks": "--mask", "seed": "--seed", "score": "--score", "resize": "--resize", "out": "--out",
-    "dataset": "--dataset", "layer": "-p layer=NAME",
+    "dataset": "--dataset", "layer": "-p layer=NAME", "precision": "--precision", "min_dice": "--min-dice",
+    "min_correlation": "--min-correlation", "threads": "--threads", "optimization": "--optimization",
 }
 """Core errors name the settings that fix them; the command line names its flags for them."""
 

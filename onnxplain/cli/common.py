@@ -15,7 +15,9 @@ from onnxplain import io
 from onnxplain.model import COLORS, DEVICES, LAYOUTS, OnnxModel
 from onnxplain.outputs import ACTIVATIONS
 from onnxplain.parameters import accepted_parameters, parse_parameters
+from onnxplain.precision import PRECISIONS
 from onnxplain.registry import plugins
+from onnxplain.session import OPTIMIZATIONS
 
 
 def model_options(command: Callable) -> Callable:
@@ -47,6 +49,22 @@ def model_options(command: Callable) -> Callable:
                      help="Divides after the mean: one value, or one per channel, in the model's channel order."),
         click.option("--resize", is_flag=True,
                      help="Resize images to a fixed-size model's input, and its output back to the image."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                     help="Precision of the forward passes: fp16 converted, int8 calibrated on the image; either is "
+                          "checked against fp32 on the image first and refused if it changes the answer."),
+        click.option("--min-dice", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+                     help="A reduced precision is refused when its segment's Dice with fp32's is below this."),
+        click.option("--min-correlation", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
+                     help="... or when its scores of perturbed copies of the image correlate less than this "
+                          "with fp32's."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="onnxruntime's threads per operator [default: the physical cores]."),
+        click.option("--optimization", type=click.Choice(OPTIMIZATIONS), default="all", show_default=True,
+                     help="onnxruntime's graph optimisation level."),
+        click.option("--cache", "cache", type=click.Path(path_type=Path), default=None,
+                     help="Folder of optimised graphs and reduced models kept between runs "
+                          "[default: $ONNXPLAIN_CACHE, else ~/.cache/onnxplain]."),
+        click.option("--no-cache", is_flag=True, help="Keep no optimised graph or reduced model on disk."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -70,6 +88,12 @@ def open_model(path: Path, options: dict) -> OnnxModel:
         activation=options["activation"],
         threshold=options["threshold"],
         resize=options["resize"],
+        precision=options["precision"],
+        min_dice=options["min_dice"],
+        min_correlation=options["min_correlation"],
+        threads=options["threads"],
+        optimization=options["optimization"],
+        cache=False if options["no_cache"] else options["cache"] or True,
     )
 
 

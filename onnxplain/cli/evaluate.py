@@ -16,6 +16,7 @@ from onnxplain.cli.common import (
     read_model_image,
     scoped,
 )
+from onnxplain.cli.datasets import check_single_image, engine_options, report, run_dataset
 
 _DEFAULT_METRICS = ("srg", "deletion", "insertion", "infidelity")
 _REGION_METRICS = ("pointing-game", "relevance-mass")
@@ -25,7 +26,9 @@ _REGION_METRICS = ("pointing-game", "relevance-mass")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.argument("image_path", metavar="[IMAGE]", required=False, type=click.Path(path_type=Path))
 @click.option("--dataset", type=click.Path(path_type=Path), default=None,
-              help="A folder to evaluate instead of IMAGE: images/, optional segments/ and shapes/REGION/.")
+              help="A folder of images to evaluate instead of IMAGE (nested folders, PNG, JPEG, 2-D NIfTI; or "
+                   "images/ with optional segments/ and shapes/REGION/): one folder per image and the tables of "
+                   "all in --out; the same command resumes a run that stopped.")
 @click.option("--method", "methods", multiple=True, default=("hdm", "rise"), show_default=True,
               help="Explanation method; repeatable.")
 @click.option("--saliency", "saved", multiple=True, type=click.Path(path_type=Path),
@@ -46,16 +49,17 @@ _REGION_METRICS = ("pointing-game", "relevance-mass")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: onnxplain-eval/IMAGE-or-DATASET].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@engine_options
 @model_options
 def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, metric_params, score, segment,
-             masks, target, out, seed, **model_settings):
+             masks, target, out, seed, engine, address, workers, **model_settings):
     """Measure how faithful each method's maps are on IMAGE (or a --dataset) for MODEL.
 
     Writes evaluation.csv and evaluation.json (one row per image and method, and means per method)
     and curves.png (the pixel-flipping curves of each method against random maps). With --saliency,
     the rows are maps saved earlier, named by their folder or file.
     """
-    from onnxplain.evaluation.runner import Item, dataset_images, read_dataset
+    from onnxplain.evaluation.runner import Item
     from onnxplain.evaluation.runner import evaluate as run_evaluation
     from onnxplain.targets import Target
 
@@ -63,23 +67,26 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
         raise click.UsageError("give either IMAGE or --dataset DIR")
     if saved:
         _check_saved_options(image_path, params, score)
+    if dataset is not None and (segment is not None or masks):
+        raise click.UsageError("--segment and --mask belong to one IMAGE; a dataset's are in DIR/segments and "
+                               "DIR/shapes/REGION")
+    if dataset is None:
+        check_single_image(engine, address, workers)
     model = open_model(model_path, model_settings)
-    channels = model.input.channels if model.input.channels in (1, 3) else None
-    if dataset is not None:
-        count = len(dataset_images(dataset))
-        items = read_dataset(dataset, channels=channels)
-    else:
-        regions = dict(_named_path(text) for text in masks)
-        items = [Item(name=image_path.name, image=read_model_image(image_path, model),
-                      segment=io.read_mask(segment) if segment else None,
-                      masks={name: io.read_mask(path) for name, path in regions.items()})]
-        count = 1
     has_regions = bool(masks) or (dataset is not None and (Path(dataset) / "shapes").is_dir())
     metrics = metrics or _DEFAULT_METRICS + (_REGION_METRICS if has_regions else ())
     metric_plugins = [create_plugin("metric", m, scoped(metric_params, m, metrics, "--metric-param"))
                       for m in metrics]
     goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
     out = out or Path("onnxplain-eval") / (image_path.stem if image_path else Path(dataset).name)
+    if dataset is not None:
+        _evaluate_dataset(model, model_path, dataset, out, methods=methods, params=params, score=score,
+                          metrics=metric_plugins, goal=goal, target=target, seed=seed, engine=engine,
+                          address=address, workers=workers, model_settings=model_settings)
+        return
+    items = [Item(name=image_path.name, image=read_model_image(image_path, model),
+                  segment=io.read_mask(segment) if segment else None,
+                  masks={name: io.read_mask(path) for name, path in dict(_named_path(t) for t in masks).items()})]
     # Checked before the work, written whole at the end; never over what this run reads.
     with io.output_folder(out, inputs=(model_path, image_path, dataset, segment, *saved,
                                                  *(text.partition("=")[2] for text in masks))) as staging:
@@ -89,10 +96,46 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
             scorer = create_plugin("score", score, ()) if score else None
             method_plugins = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer)
                               for m in methods]
-            with progress_bar(count * len(method_plugins), "explanations evaluated") as update:
+            with progress_bar(len(method_plugins), "explanations evaluated") as update:
                 table = run_evaluation(model, items, methods=method_plugins, metrics=metric_plugins, target=goal,
                                        seed=seed, batch_size=model_settings["batch_size"], progress=update)
         written = table.write(staging)
+    _print_means(table)
+    click.echo(f"wrote {', '.join(written)} to {out}")
+
+
+def _evaluate_dataset(model, model_path, dataset, out, *, methods, params, score, metrics, goal, target, seed, engine,
+                      address, workers, model_settings) -> None:
+    """One folder per image with its rows, then the tables and curves of all images at the top of `out`."""
+    from onnxplain.evaluation.runner import EvaluateWork, EvaluationTable
+
+    scorer = create_plugin("score", score, ()) if score else None
+    chosen = [create_method(m, scoped(params, m, methods, "--param"), seed=seed, score=scorer) for m in methods]
+    settings = {"command": "evaluate", "methods": {m.name: m.parameters() for m in chosen},  # type: ignore[attr-defined]
+                "metrics": {m.name: m.parameters() for m in metrics}, "target": target, "seed": seed}
+
+    def write(table, staging, image):
+        table.settings["model"]["path"] = str(model_path)  # a Ray worker opened its own copy
+        table.write_image(staging)
+
+    summary, images, folder = run_dataset(
+        dataset, out, model=model, model_path=model_path, model_settings=model_settings, settings=settings,
+        work=EvaluateWork(chosen, metrics, goal, seed, model_settings["batch_size"]),  # type: ignore[arg-type]
+        write=write,
+        describe=lambda _folder: {}, engine=engine, address=address, workers=workers)
+    table = EvaluationTable(settings={"methods": {m.name: m.parameters() for m in chosen},  # type: ignore[attr-defined]
+                                      "metrics": {m.name: m.parameters() for m in metrics}, "seed": seed,
+                                      "model": model.describe()})
+    for image in images:
+        if folder.rows.get(image.name, {}).get("status") == "done":
+            table.extend(EvaluationTable.read_image(folder.result(image)))
+    if table.rows:
+        table.write(out)  # over all images, each file replaced atomically
+        _print_means(table)
+    report(summary, out, "evaluated")
+
+
+def _print_means(table) -> None:
     for row in table.rows:
         if row.get("notes"):
             click.echo(f"Note ({row['image']}, {row['method']}): {row['notes']}", err=True)
@@ -102,7 +145,6 @@ def evaluate(model_path, image_path, dataset, methods, saved, params, metrics, m
         if "srg_gap" in means:
             click.echo(f"  srg gap {means['srg_gap']:.3f} against random maps' {means['srg_random_gap']:.3f} "
                        f"± {means['srg_random_gap_std']:.3f}: beats them on {means['srg_beats_random']:.0%} of images")
-    click.echo(f"wrote {', '.join(written)} to {out}")
 
 
 def _check_saved_options(image_path, params, score) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ from onnxplain.cli.common import (
     read_model_image,
     result_bytes,
 )
+from onnxplain.cli.datasets import check_single_image, engine_options, report, run_dataset
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import DEVICES, OnnxModel
 from onnxplain.registry import plugins
@@ -24,7 +27,11 @@ from onnxplain.registry import plugins
 
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
-@click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+@click.argument("image_path", metavar="[IMAGE]", required=False, type=click.Path(path_type=Path))
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="A folder of images to explain instead of IMAGE (nested folders, PNG, JPEG, 2-D NIfTI; or "
+                   "images/ with segments/): one result folder per image and results.csv in --out; the same "
+                   "command resumes a run that stopped.")
 @click.option("--segment", type=click.Path(path_type=Path), default=None,
               help="Ground-truth segment (an image, non-zero = in the segment) [default: the model's own prediction].")
 @click.option("--method", "methods", multiple=True, default=("hdm",), show_default=True,
@@ -38,23 +45,35 @@ from onnxplain.registry import plugins
 @click.option("--target", default="class", show_default=True,
               help="What to explain: class, mask:PATH, box:X0,Y0,X1,Y1 or pixels:X,Y;X,Y.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: onnxplain-out/IMAGE-METHOD]; with several methods, one subfolder each.")
+              help="Output folder [default: onnxplain-out/IMAGE-METHOD, or DATASET-METHOD]; with several methods, one "
+                   "subfolder each.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--per-pixel-max", is_flag=True,
               help="For RISE: also merge the per-pixel maps by their maximum (rise_max.npy, rise_max.png); "
                    "the same as -p per_pixel_max=true.")
 @click.option("--color-map", default="jet", show_default=True, help="Matplotlib colormap of the pictures.")
+@engine_options
 @model_options
-def explain(model_path, image_path, segment, methods, params, score, score_params, target, out, seed,
-            per_pixel_max, color_map, **model_settings):
-    """Explain which pixels of IMAGE made MODEL (an .onnx file) segment what it segmented."""
+def explain(model_path, image_path, dataset, segment, methods, params, score, score_params, target, out, seed,
+            per_pixel_max, color_map, engine, address, workers, **model_settings):
+    """Explain which pixels of IMAGE (or of every image of a --dataset) made MODEL (an .onnx file) segment
+    what it segmented."""
     from onnxplain.method import make_baseline
     from onnxplain.targets import Target
 
+    if (image_path is None) == (dataset is None):
+        raise click.UsageError("give either IMAGE or --dataset DIR")
     if per_pixel_max:
         if "rise" not in methods:
             raise OnnxplainError("--per-pixel-max is an option of RISE; add --method rise")
         params = (*params, "rise:per_pixel_max=true" if len(methods) > 1 else "per_pixel_max=true")
+    if dataset is not None:
+        if segment is not None:
+            raise click.UsageError("--segment is the segment of one IMAGE; a dataset's are DIR/segments/NAME")
+        _explain_dataset(model_path, dataset, methods, params, score, score_params, target, out, seed, color_map,
+                         engine, address, workers, model_settings)
+        return
+    check_single_image(engine, address, workers)
     model = open_model(model_path, model_settings)
     image = read_model_image(image_path, model)
     ground_truth = io.read_mask(segment) if segment is not None else None
@@ -88,12 +107,53 @@ def explain(model_path, image_path, segment, methods, params, score, score_param
                         f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device})")
                 if "convergence" in result.record:  # an adaptive run: say where it stopped
                     run = result.record["convergence"]
-                    work += (f", converged after {run['masks_used']} of {run['masks_available']} masks"
-                             if run["masks_used"] < run["masks_available"]
-                             else f", not converged to {run['target']} within {run['masks_available']} masks")
+                    if run.get("rule") == "coarse-to-fine":
+                        work += f", refined coarse-to-fine: {run['masks_used']} of {run['masks_available']} positions"
+                    elif run["masks_used"] < run["masks_available"]:
+                        work += f", converged after {run['masks_used']} of {run['masks_available']} masks"
+                    else:
+                        work += f", not converged to {run['target']} within {run['masks_available']} masks"
             where = base_out if single else base_out / name
             lines.append(f"{name} with {basis}: {work}; {len(written)} files in {where}")
     click.echo("\n".join(lines))
+
+
+def _explain_dataset(model_path, dataset, methods, params, score, score_params, target, out, seed, color_map,
+                     engine, address, workers, model_settings):
+    from onnxplain.datasets import ExplainWork, write_files
+    from onnxplain.targets import Target
+
+    model = open_model(model_path, model_settings)
+    channels = model.input.channels if model.input.channels in (1, 3) else None
+    scorer = create_plugin("score", score, score_params) if score else None
+    chosen = [create_method(name, method_params(params, name, methods), seed=seed, score=scorer)
+              for name in methods]
+    goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
+    out = out or Path("onnxplain-out") / (f"{dataset.name}-{methods[0]}" if len(methods) == 1 else dataset.name)
+    settings = {"command": "explain", "methods": {m.name: m.parameters() for m in chosen}, "target": target,
+                "seed": seed, "color_map": color_map}
+
+    def read(image):
+        found = image.segment_file()
+        return image.read(channels=channels), {"image_file": str(image.path),
+                                               "segment_file": str(found) if found else None}
+
+    summary, _, _ = run_dataset(
+        dataset, out, model=model, model_path=model_path, model_settings=model_settings, settings=settings,
+        work=ExplainWork(chosen, goal, model_settings["batch_size"], color_map, str(model_path)), read=read,
+        write=lambda files, staging, _image: write_files(files, staging),
+        describe=functools.partial(_describe, methods=methods), engine=engine, address=address, workers=workers)
+    report(summary, out, "explained")
+
+
+def _describe(folder: Path, *, methods: tuple[str, ...]) -> dict:
+    """An image's columns in results.csv: each method's evaluations and seconds, from its explanation.json."""
+    row = {}
+    for name in methods:
+        record = json.loads(((folder if len(methods) == 1 else folder / name) / "explanation.json").read_text())
+        row[f"{name}_evaluations"] = record.get("evaluations")
+        row[f"{name}_seconds"] = record.get("seconds", {}).get("total")
+    return row
 
 
 @click.command()

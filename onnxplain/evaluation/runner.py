@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io as text_io
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -16,33 +17,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from onnxplain import io
+from onnxplain.datasets import Item, find_images
 from onnxplain.errors import OnnxplainError
 from onnxplain.evaluation.metric import EvaluationContext, Metric
 from onnxplain.method import Baseline, Method, make_baseline
 from onnxplain.segmenter import Segmenter
 from onnxplain.targets import Target
-
-
-@dataclass(frozen=True)
-class Item:
-    """One image to evaluate on.
-
-    Attributes
-    ----------
-    name : str
-        Its name in the table.
-    image : ndarray of float32, shape (H, W, C)
-        The image, in [0, 1].
-    segment : ndarray of bool, optional
-        Ground-truth segment; the model's prediction is the reference when omitted.
-    masks : dict of str to ndarray of bool
-        Named regions for the localisation metrics.
-    """
-
-    name: str
-    image: np.ndarray
-    segment: np.ndarray | None = None
-    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,6 +124,56 @@ class EvaluationTable:
             return ["evaluation.csv", "evaluation.json"]
         io.save_png(picture, folder / "curves.png")
         return ["evaluation.csv", "evaluation.json", "curves.png"]
+
+    def write_image(self, folder: Path) -> list[str]:
+        """Write one image's rows into `folder`, being staged: ``evaluation.csv``, and ``evaluation.json``
+        with the settings and the curves (which `read_image` reads back to merge images); returns the names."""
+        curves = [{"method": method, "metric": metric, "curve": curve, "x": x, "y": y}
+                  for (method, metric, curve), entries in self.curves.items() for x, y in entries]
+        record = io.json_text({"settings": self.settings, "rows": self.rows, "curves": curves})
+        io.save_text(self.to_csv(), folder / "evaluation.csv")
+        io.save_text(record, folder / "evaluation.json")
+        return ["evaluation.csv", "evaluation.json"]
+
+    @classmethod
+    def read_image(cls, folder: str | Path) -> EvaluationTable:
+        """The table `write_image` wrote into `folder`."""
+        path = Path(folder) / "evaluation.json"
+        try:
+            record = json.loads(path.read_text())
+            table = cls(rows=record["rows"], settings=record["settings"])
+            for entry in record["curves"]:
+                table.curves[(entry["method"], entry["metric"], entry["curve"])].append(
+                    (np.asarray(entry["x"]), np.asarray(entry["y"])))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OnnxplainError(f"{path} is not an evaluation of one image that onnxplain wrote ({error})") from error
+        return table
+
+    def extend(self, other: EvaluationTable) -> None:
+        """Add the rows and curves of `other` (another image's) to this table."""
+        self.rows.extend(other.rows)
+        for key, entries in other.curves.items():
+            self.curves[key].extend(entries)
+
+
+@dataclass(frozen=True)
+class EvaluateWork:
+    """One image's evaluation, as a dataset engine runs it on a worker's model (picklable).
+
+    Attributes are those of `evaluate`; calling it with a model and an `Item` returns that image's table.
+    """
+
+    methods: list[Method]
+    metrics: list[Metric]
+    target: Target | None = None
+    seed: int = 0
+    batch_size: int | None = None
+
+    def __call__(self, model: Segmenter, item: Item) -> EvaluationTable:
+        table = evaluate(model, [item], methods=self.methods, metrics=self.metrics, target=self.target,
+                         seed=self.seed, batch_size=self.batch_size)
+        table.curves = dict(table.curves)  # type: ignore[assignment]  # plain data to send back, no lambda
+        return table
 
 
 def evaluate(
@@ -304,38 +334,26 @@ def _measure(table: EvaluationTable, row: dict, context: EvaluationContext, sali
     table.rows.append(row)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
 def dataset_images(folder: str | Path) -> list[Path]:
-    """The image files of a dataset folder (``images/*`` in any format Pillow reads), sorted.
+    """The image files of a dataset folder, sorted (see `onnxplain.datasets.find_images`).
 
     Raises
     ------
     OnnxplainError
         When the folder is missing, is a file, or holds no images, each said apart.
     """
-    folder = Path(folder)
-    if not folder.exists():
-        raise OnnxplainError(f"dataset folder not found: {folder}", parameters=("dataset",))
-    if not folder.is_dir():
-        raise OnnxplainError(f"the dataset {folder} is a file; give the folder that holds images/",
-                             parameters=("dataset",))
-    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise OnnxplainError(f"{folder} has no images/ with image files ({', '.join(IMAGE_SUFFIXES)}); a dataset "
-                             "folder holds images/, and optionally segments/ and shapes/REGION/ with files of the "
-                             "same names", parameters=("dataset",))
-    return images
+    return [image.path for image in find_images(folder)]
 
 
 def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator[Item]:
-    """Read a folder in onnxplain's dataset layout (what `onnxplain testnet generate` writes).
+    """Read a dataset folder (see `onnxplain.datasets`): its images, and in onnxplain's layout (what
+    `onnxplain testnet generate` writes) their segments and regions.
 
-    ``images/NAME.EXT`` are the images (PNG, JPEG, TIFF...); ``segments/NAME.*`` (optional) the
-    ground-truth segments; ``shapes/REGION/NAME.*`` (optional) named regions for the localisation
-    metrics. A segment or region belongs to the image of the same name whatever its format, so
-    JPEG photos can have PNG masks.
+    ``images/NAME.EXT`` are the images (PNG, JPEG, TIFF, NIfTI...), in subfolders too;
+    ``segments/NAME.*`` (optional) the ground-truth segments; ``shapes/REGION/NAME.*`` (optional)
+    named regions for the localisation metrics. A segment or region belongs to the image of the
+    same relative path and name whatever its format, so JPEG photos can have PNG masks. Without
+    ``images/``, every image below the folder, with no segments or regions.
 
     Parameters
     ----------
@@ -348,25 +366,5 @@ def read_dataset(folder: str | Path, *, channels: int | None = None) -> Iterator
     ------
     Item
     """
-    folder = Path(folder)
-    images = dataset_images(folder)
-    regions = sorted(p for p in (folder / "shapes").glob("*") if p.is_dir()) if (folder / "shapes").is_dir() else []
-    for path in images:
-        segment = _same_name(folder / "segments", path.stem)
-        masks = {region.name: io.read_mask(found) for region in regions
-                 if (found := _same_name(region, path.stem)) is not None}
-        yield Item(
-            name=path.name,
-            image=io.read_image(path, channels=channels),
-            segment=io.read_mask(segment) if segment is not None else None,
-            masks=masks,
-        )
-
-
-def _same_name(folder: Path, stem: str) -> Path | None:
-    """The image file in `folder` named `stem` with any image suffix, if there is one."""
-    if not folder.is_dir():
-        return None
-    # Compared by name, not by a glob pattern: names may hold [ ] * ? and dots.
-    found = sorted(p for p in folder.iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
-    return found[0] if found else None
+    for image in find_images(folder):
+        yield image.read(channels=channels)

@@ -2,10 +2,14 @@
 
 Masks of a sampling method (RISE) are independent draws, so the map from the even-numbered masks and
 the map from the odd-numbered ones are two independent estimates of the same map. Their correlation
-``r`` measures the noise; by the Spearman-Brown formula the map from all the masks so far correlates
-``sqrt(2r / (1 + r))`` with the map infinitely many masks would give (the reliability index). The
-method stops at the first checkpoint where that reaches the target. Checkpoints fall every
-`CHECK_EVERY` masks whatever the batch size, so the same seed gives the same map.
+``r`` measures the noise: by the Spearman-Brown formula the reliability of the map of all ``n``
+masks so far (the share of its variance that is not noise) is ``R = 2r / (1 + r)``, and the map
+correlates ``sqrt(R)`` with the map infinitely many masks would give (``against='limit'``). The map
+of the whole budget of ``N`` masks contains these ``n``; its reliability is
+``R_N = k R / (1 + (k - 1) R)`` with ``k = N / n``, and the two maps correlate ``sqrt(R / R_N)``
+(``against='budget'``): the noise they share does not separate them. The method stops at the first
+checkpoint where the chosen correlation reaches the target. Checkpoints fall every `CHECK_EVERY`
+masks whatever the batch size, so the same seed gives the same map.
 """
 
 from __future__ import annotations
@@ -23,17 +27,34 @@ CHECK_EVERY = 100  # masks between two convergence checks
 FIRST_CHECK = 200  # too few masks per half make their correlation itself too noisy to trust
 
 
-def expected_correlation(half_correlation: float) -> float:
-    """Correlation of the whole map with the converged one, from the two halves' correlation.
+AGAINST = ("budget", "limit")
+
+
+def expected_correlation(half_correlation: float, *, budget_share: float = 0.0) -> float:
+    """Expected correlation of the map of the masks so far with a map of more masks, from the halves' correlation.
+
+    Parameters
+    ----------
+    half_correlation : float
+        Correlation of the maps of the even- and the odd-numbered masks so far.
+    budget_share : float
+        The masks so far as a share of those of the other map (``n / N``), which includes them;
+        0 for infinitely many masks.
 
     Examples
     --------
     >>> round(expected_correlation(0.9), 4)
     0.9733
+    >>> round(expected_correlation(0.9, budget_share=0.25), 4)
+    0.9801
     """
     if not half_correlation > 0:
         return 0.0
-    return math.sqrt(2 * half_correlation / (1 + half_correlation))
+    reliability = 2 * half_correlation / (1 + half_correlation)
+    if budget_share <= 0:
+        return math.sqrt(reliability)
+    k = 1 / budget_share  # sqrt(R / R_N) with R_N = k R / (1 + (k - 1) R)
+    return math.sqrt((1 + (k - 1) * reliability) / k)
 
 
 def checkpoint_batches(total: int, batch_size: int, every: int | None) -> Iterator[tuple[int, int]]:
@@ -63,14 +84,19 @@ class SplitHalf:
     baseline_value : float
         The unperturbed image's value.
     target : float
-        Stop once the map's expected correlation with the converged map reaches this.
+        Stop once the map's expected correlation with the map it is judged against reaches this.
+    against : {'budget', 'limit'}
+        Judge against the map of all the source's masks, or of infinitely many.
     """
 
-    def __init__(self, aggregator: Aggregator, source: MaskSource, baseline_value: float, target: float):
+    def __init__(self, aggregator: Aggregator, source: MaskSource, baseline_value: float, target: float, *,
+                 against: str = "budget"):
         self.halves = [copy.copy(aggregator), copy.copy(aggregator)]
         for half in self.halves:
             half.begin(source, baseline_value)
         self.target = target
+        self.against = against
+        self.available = len(source)
         self.checks: list[list[float]] = []
 
     def add(self, batch: MaskBatch, values: np.ndarray) -> None:
@@ -88,11 +114,16 @@ class SplitHalf:
         if first.std() == 0 or second.std() == 0:
             return False
         half_correlation = float(np.corrcoef(first, second)[0, 1])
-        expected = expected_correlation(half_correlation)
+        share = done / self.available if self.against == "budget" else 0.0
+        expected = expected_correlation(half_correlation, budget_share=share)
         self.checks.append([done, round(half_correlation, 5), round(expected, 5)])
         return expected >= self.target
 
-    def record(self, used: int, available: int) -> dict:
+    def record(self, used: int) -> dict:
         """What the record keeps: the target, the masks used of those available, each check."""
-        return {"target": self.target, "masks_used": used, "masks_available": available,
-                "checks": self.checks, "check": "split-half correlation r, expected sqrt(2r/(1+r))"}
+        formula = ("sqrt(R/R_N), R = 2r/(1+r), R_N = kR/(1+(k-1)R), k = masks_available/masks"
+                   if self.against == "budget" else "sqrt(R), R = 2r/(1+r)")
+        return {"rule": "split-half", "target": self.target, "against": self.against, "masks_used": used,
+                "masks_available": self.available, "checks": self.checks,
+                "check": f"[masks, split-half correlation r, expected correlation with the {self.against}'s map "
+                         f"{formula}]"}

@@ -10,6 +10,7 @@ import copy
 import functools
 import math
 from abc import abstractmethod
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +24,8 @@ from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation.aggregate import Aggregator
 from onnxplain.perturbation.convergence import CHECK_EVERY, SplitHalf, checkpoint_batches
 from onnxplain.perturbation.fill import Fill, blend, check_fill, fill_image
-from onnxplain.perturbation.masks import MaskSource
+from onnxplain.perturbation.masks import MaskBatch, MaskSource
+from onnxplain.perturbation.refine import CoarseToFine, SubsetMasks
 from onnxplain.registry import plugins
 from onnxplain.scores import Score
 from onnxplain.segmenter import Segmenter
@@ -66,6 +68,9 @@ class PerturbationMethod(Method):
     default_score: ClassVar[str] = "class-score"
     default_aggregator: ClassVar[str] = "occluded-mean"
     converge: float | None = None  # sampling methods stop once their map reaches this (see `convergence`)
+    converge_to: str = "budget"  # ... correlation with the map of the whole budget, or of the limit
+    refine: float | None = None  # grid methods refine coarse-to-fine with this tolerance (see `refine`)
+    refine_step: int = 2  # ... starting from every refine_step-th position
 
     def __init__(
         self,
@@ -131,7 +136,7 @@ class PerturbationMethod(Method):
     def _attribute(
         self, model: Segmenter, baseline: Baseline, *, batch_size: int, progress: Progress | None
     ) -> Attribution:
-        image, reference, target = baseline.image, baseline.reference, baseline.target
+        image, reference = baseline.image, baseline.reference
         source = self.source_for(image)
         score = self.score
         _call_plugin(score, "check", reference)
@@ -140,41 +145,24 @@ class PerturbationMethod(Method):
         _call_plugin(aggregator, "begin", source, baseline_value)
         collector = self.collector(baseline, len(source))
         fill = fill_image(image, self.fill, blur_sigma=self.blur_sigma)
-        values = np.empty(len(source))
         inference_before = getattr(model, "inference_seconds", 0.0)
-        # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
-        # would wake BLAS's own threads, which then spin against onnxruntime's (measured: 30 % slower
-        # inference on 2 cores).
         # Per perturbed image: its mask, the perturbed copy and the model's tensor, and the output.
         pixels = math.prod(source.spatial)
         check_batch_memory(min(batch_size, len(source)), per_item=3 * image.nbytes + 12 * pixels,
                            fixed=16 * pixels + 2 * image.nbytes)
+        evaluation = _Evaluation(self, model, baseline, fill, aggregator, collector, progress)
         try:
-            tracker = (None if self.converge is None
-                       else SplitHalf(self.aggregator, source, baseline_value, self.converge))
-            used = len(source)
+            # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
+            # would wake BLAS's own threads, which then spin against onnxruntime's (measured: 30 % slower
+            # inference on 2 cores).
             with _threadpools().limit(limits=1, user_api="blas"):
-                every = CHECK_EVERY if tracker is not None else None
-                for start, stop in checkpoint_batches(len(source), batch_size, every):
-                    batch = _call_plugin(source, "batch", start, stop)
-                    perturbed = _call_plugin(self, "apply", image, batch.masks, fill)
-                    if perturbed.shape != (stop - start, *image.shape):
-                        raise PluginError(f"{self.name!r}.apply returned shape {perturbed.shape}, "
-                                          f"expected {(stop - start, *image.shape)}")
-                    outputs = model.predict(perturbed, class_index=target.class_index, output=target.output)
-                    values[start:stop] = _call_plugin(score, "calculate_distance", outputs, reference)
-                    _call_plugin(aggregator, "add", batch, values[start:stop])
-                    if collector is not None:
-                        collector.add(outputs, start, stop)
-                    if progress is not None:
-                        progress(stop - start)
-                    if tracker is not None:
-                        tracker.add(batch, values[start:stop])
-                        if tracker.converged(stop):
-                            used = stop
-                            break
+                run: dict | None
+                if self.refine is not None:
+                    values, source, run = _coarse_to_fine(self, evaluation, source, batch_size, baseline_value,
+                                                          tolerance=self.refine)
+                else:
+                    values, run = _sample(self, evaluation, source, batch_size, baseline_value)
                 saliency = _call_plugin(aggregator, "finish")
-            values = values[:used]
         except MemoryError:
             raise out_of_memory(batch_size) from None
         arrays = {**source.arrays(), **aggregator.arrays(), **(collector.arrays(source) if collector else {})}
@@ -191,9 +179,76 @@ class PerturbationMethod(Method):
                 "aggregator": {"name": aggregator.name, "parameters": aggregator.parameters()},
                 "seed": self.seed,
                 "seconds": {"inference": round(getattr(model, "inference_seconds", 0.0) - inference_before, 3)},
-                **({"convergence": tracker.record(used, len(source))} if tracker is not None else {}),
+                **({"convergence": run} if run is not None else {}),
             },
         )
+
+
+class _Evaluation:
+    """One explanation's perturb-run-score-aggregate step, for any batch of masks."""
+
+    def __init__(self, method: PerturbationMethod, model: Segmenter, baseline: Baseline, fill: np.ndarray | float,
+                 aggregator: Aggregator, collector: Collector | None, progress: Progress | None):
+        self.method, self.model, self.baseline, self.fill = method, model, baseline, fill
+        self.aggregator, self.collector, self.progress = aggregator, collector, progress
+
+    def run(self, batch: MaskBatch) -> np.ndarray:
+        """The values of `batch`'s masks (its `start` counts the masks evaluated before it), aggregated."""
+        method, image, target = self.method, self.baseline.image, self.baseline.target
+        count = len(batch.masks)
+        perturbed = _call_plugin(method, "apply", image, batch.masks, self.fill)
+        if perturbed.shape != (count, *image.shape):
+            raise PluginError(f"{method.name!r}.apply returned shape {perturbed.shape}, "
+                              f"expected {(count, *image.shape)}")
+        outputs = self.model.predict(perturbed, class_index=target.class_index, output=target.output)
+        values = np.asarray(_call_plugin(method.score, "calculate_distance", outputs, self.baseline.reference),
+                            dtype=np.float64)
+        _call_plugin(self.aggregator, "add", batch, values)
+        if self.collector is not None:
+            self.collector.add(outputs, batch.start, batch.start + count)
+        if self.progress is not None:
+            self.progress(count)
+        return values
+
+
+def _sample(method: PerturbationMethod, evaluation: _Evaluation, source: MaskSource, batch_size: int,
+            baseline_value: float) -> tuple[np.ndarray, dict | None]:
+    """All masks in order, or, with `method.converge`, until the split-half check says the map has converged."""
+    values = np.empty(len(source))
+    tracker = (None if method.converge is None else
+               SplitHalf(method.aggregator, source, baseline_value, method.converge, against=method.converge_to))
+    every = CHECK_EVERY if tracker is not None else None
+    for start, stop in checkpoint_batches(len(source), batch_size, every):
+        batch = _call_plugin(source, "batch", start, stop)
+        values[start:stop] = evaluation.run(batch)
+        if tracker is not None:
+            tracker.add(batch, values[start:stop])
+            if tracker.converged(stop):
+                return values[:stop], tracker.record(stop)
+    return values, None if tracker is None else tracker.record(len(source))
+
+
+def _coarse_to_fine(method: PerturbationMethod, evaluation: _Evaluation, source: MaskSource, batch_size: int,
+                    baseline_value: float, *, tolerance: float) -> tuple[np.ndarray, MaskSource, dict]:
+    """The grid's masks level by level (`onnxplain.perturbation.refine`): values, masks evaluated, record."""
+    if source.grid is None:
+        raise OnnxplainError(f"method {method.name!r} has no grid of positions to refine; refine is for hdm and "
+                             "occlusion", parameters=("refine",))
+    plan = CoarseToFine(source.grid, tolerance=tolerance, step=method.refine_step)
+    order: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    done = 0
+    indices = plan.first()
+    while len(indices):
+        level = SubsetMasks(source, indices)
+        # Batches never cross a level, whose positions depend on the level before: any batch size, same positions.
+        level_values = np.concatenate([evaluation.run(replace(level.batch(start, stop), start=done + start))
+                                       for start, stop in batches(len(level), batch_size)])
+        order.append(indices)
+        values.append(level_values)
+        done += len(indices)
+        indices = plan.next(indices, level_values - baseline_value)
+    return np.concatenate(values), SubsetMasks(source, np.concatenate(order)), plan.record()
 
 
 @functools.cache

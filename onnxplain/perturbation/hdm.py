@@ -16,6 +16,7 @@ import numpy as np
 from onnxplain.errors import OnnxplainError
 from onnxplain.perturbation.engine import PerturbationMethod
 from onnxplain.perturbation.masks import MaskSource
+from onnxplain.perturbation.refine import check_refine
 
 
 def circle_geometry(shape: tuple[int, int], circle_size: int | None, offset: int | None) -> tuple[int, int, int, int]:
@@ -51,6 +52,7 @@ class CircleMasks(MaskSource):
         super().__init__(spatial)
         height, width = self.spatial
         self.circle_size, self.offset, self.rows, self.columns = circle_geometry((height, width), circle_size, offset)
+        self.grid = (self.rows, self.columns)
 
     def __len__(self) -> int:
         return self.rows * self.columns
@@ -111,6 +113,14 @@ class Hdm(PerturbationMethod):
         option did. Only useful for images passed already normalised.
     variant : {'segment', '2019'}
         The default score and fill; a `score` or `fill` given explicitly wins.
+    refine : float, optional
+        Coarse-to-fine, fewer circles where nothing changes: first every `refine_step`-th position
+        along each axis, then, halving the step down to 1, only the positions within one coarse
+        cell of a position whose change of the score exceeds `refine` times the largest change
+        (0.1, say); the map comes from the positions evaluated (`onnxplain.perturbation.refine`).
+        Off when omitted: every position. The record says how many were evaluated at each level.
+    refine_step : int
+        Step of the coarse grid, in positions; 2 or more.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
@@ -120,7 +130,7 @@ class Hdm(PerturbationMethod):
     default_aggregator = "occluded-mean"
 
     def __init__(self, *, circle_size: int | None = None, offset: int | None = None, normalize: bool = False,
-                 variant: str = "segment", **options: Any):
+                 variant: str = "segment", refine: float | None = None, refine_step: int = 2, **options: Any):
         if variant not in VARIANTS:
             raise OnnxplainError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}",
                                  parameters=("variant",))
@@ -140,6 +150,9 @@ class Hdm(PerturbationMethod):
         self.offset = offset
         self.normalize = normalize
         self.variant = variant
+        check_refine(refine, refine_step)
+        self.refine = refine
+        self.refine_step = refine_step
 
     def mask_source(self, image: np.ndarray) -> CircleMasks:
         return CircleMasks(image.shape[:-1], circle_size=self.circle_size, offset=self.offset)

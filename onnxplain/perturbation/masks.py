@@ -50,6 +50,9 @@ class MaskSource(ABC):
 
     features: np.ndarray | None = None
     """For feature sources, the label of every pixel (0 to ``n_features - 1``); None otherwise."""
+    grid: tuple[int, ...] | None = None
+    """For masks placed on a regular grid of positions, the positions along each axis (mask ``i`` sits
+    at ``numpy.unravel_index(i, grid)``), which coarse-to-fine refinement walks; None otherwise."""
 
     def __init__(self, spatial: tuple[int, ...]):
         self.spatial = tuple(int(side) for side in spatial)

@@ -10,6 +10,7 @@ import numpy as np
 from onnxplain.errors import OnnxplainError
 from onnxplain.perturbation.engine import PerturbationMethod
 from onnxplain.perturbation.masks import MaskSource
+from onnxplain.perturbation.refine import check_refine
 
 
 class BoxMasks(MaskSource):
@@ -31,6 +32,7 @@ class BoxMasks(MaskSource):
         self.stride = stride
         self.steps = [math.ceil((side - size) / stride) + 1 for side, size in zip(self.spatial, self.window,
                                                                                   strict=True)]
+        self.grid = tuple(self.steps)
 
     def __len__(self) -> int:
         return math.prod(self.steps)
@@ -56,6 +58,14 @@ class Occlusion(PerturbationMethod):
         Side of the box in pixels, along every spatial axis.
     stride : int
         Distance between box positions, in pixels.
+    refine : float, optional
+        Coarse-to-fine, fewer boxes where nothing changes: first every `refine_step`-th position
+        along each axis, then, halving the step down to 1, only the positions within one coarse
+        cell of a position whose change of the score exceeds `refine` times the largest change
+        (0.1, say); the map comes from the positions evaluated (`onnxplain.perturbation.refine`).
+        Off when omitted: every position. The record says how many were evaluated at each level.
+    refine_step : int
+        Step of the coarse grid, in positions; 2 or more.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
@@ -64,7 +74,8 @@ class Occlusion(PerturbationMethod):
     default_score = "class-score"
     default_aggregator = "occluded-mean"
 
-    def __init__(self, *, window: int = 24, stride: int = 8, **options: Any):
+    def __init__(self, *, window: int = 24, stride: int = 8, refine: float | None = None, refine_step: int = 2,
+                 **options: Any):
         super().__init__(**options)
         if window < 1 or stride < 1:
             raise OnnxplainError(f"window and stride must be at least 1 pixel, got {window} and {stride}",
@@ -73,6 +84,9 @@ class Occlusion(PerturbationMethod):
             raise OnnxplainError(f"stride ({stride}) must not exceed window ({window})", parameters=("stride",))
         self.window = window
         self.stride = stride
+        check_refine(refine, refine_step)
+        self.refine = refine
+        self.refine_step = refine_step
 
     def mask_source(self, image: np.ndarray) -> BoxMasks:
         return BoxMasks(image.shape[:-1], window=self.window, stride=self.stride)

@@ -20,6 +20,7 @@ from onnxplain.batching import batches
 from onnxplain.errors import OnnxplainError
 from onnxplain.method import Baseline
 from onnxplain.outputs import ModelOutput
+from onnxplain.perturbation.convergence import AGAINST
 from onnxplain.perturbation.engine import Collector, PerturbationMethod
 from onnxplain.perturbation.masks import MaskSource
 
@@ -157,10 +158,14 @@ class Rise(PerturbationMethod):
         Memory budget of the per-pixel merge, in bytes: the masks made again, a block of
         per-pixel maps and the product added to it.
     converge : float, optional
-        Stop before `n_masks` once the map is expected to correlate this much with the map of
-        infinitely many masks (0.97, say), judged every 100 masks from the maps of the even- and
-        odd-numbered masks (`onnxplain.perturbation.convergence`); `n_masks` is then the most it
+        Stop before `n_masks` once the map is expected to correlate this much (0.95, say) with the
+        map it is judged against (`converge_to`), judged every 100 masks from the maps of the even-
+        and odd-numbered masks (`onnxplain.perturbation.convergence`); `n_masks` is then the most it
         runs. The record says how many masks it used and each check.
+    converge_to : {'budget', 'limit'}
+        ``'budget'``: the map all `n_masks` masks would give (the same seed), the map of the run
+        without `converge`. ``'limit'``: the map of infinitely many masks; stricter, it stops later,
+        and may not stop at all when `n_masks` is too few to come that close.
     **options
         fill, blur_sigma, channel, score, aggregator, seed: see `PerturbationMethod`.
     """
@@ -171,11 +176,14 @@ class Rise(PerturbationMethod):
 
     def __init__(self, *, n_masks: int = 1000, grid_size: int = 8, p1: float = 0.5, masks_file: str | None = None,
                  per_pixel_max: bool = False, per_pixel_memory: int = 256 << 20, converge: float | None = None,
-                 **options: Any):
+                 converge_to: str = "budget", **options: Any):
         super().__init__(**options)
         if converge is not None and not 0 < converge < 1:
             raise OnnxplainError(f"converge is a correlation in (0, 1), such as 0.97; got {converge}",
                                  parameters=("converge",))
+        if converge_to not in AGAINST:
+            raise OnnxplainError(f"converge_to must be one of {', '.join(AGAINST)}; got {converge_to!r}",
+                                 parameters=("converge_to",))
         if converge is not None and per_pixel_max:
             raise OnnxplainError("per_pixel_max keeps every mask's scores to the end; use it without converge",
                                  parameters=("converge", "per_pixel_max"))
@@ -194,6 +202,7 @@ class Rise(PerturbationMethod):
         self.per_pixel_max = per_pixel_max
         self.per_pixel_memory = per_pixel_memory
         self.converge = converge
+        self.converge_to = converge_to
 
     def mask_source(self, image: np.ndarray) -> RiseMasks:
         return RiseMasks(image.shape[:-1], n_masks=self.n_masks, grid_size=self.grid_size, p1=self.p1,
