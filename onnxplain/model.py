@@ -152,9 +152,9 @@ class OnnxModel:
         self.path = Path(path)
         self._settings: dict[str, Any] = dict(
             layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std, output=output,
-            class_index=class_index, activation=activation, threshold=threshold, resize=resize)
-        self._settings.update(precision=precision, min_dice=min_dice, min_correlation=min_correlation,
-                              threads=threads, optimization=optimization, cache=cache)
+            class_index=class_index, activation=activation, threshold=threshold, resize=resize,
+            precision=precision, min_dice=min_dice, min_correlation=min_correlation, threads=threads,
+            optimization=optimization, cache=cache)
         graph = load_graph(self.path)
         folder = None if cache is False else default_cache_folder() if cache is True else Path(cache)
         self.session_settings = SessionSettings(threads=threads, optimization=optimization, cache=folder)
