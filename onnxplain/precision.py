@@ -13,7 +13,9 @@ Before an explanation runs, the reduced model is compared with the float32 one o
 (`compare`): the Dice of the two segments of the class, and the correlation of the scores of
 `CHECK_PERTURBATIONS` perturbed copies of the image (RISE masks of a fixed seed), each scored
 against the model's own unperturbed segment, as perturbation methods score them. Every
-perturbation map is built from such scores, so their correlation predicts the map's.
+perturbation map is built from such scores, so their correlation predicts the map's. A
+perturbation method then compares its own values on some of its own perturbed images
+(`check_values`, called through `OnnxModel.check_perturbed`), since it may perturb the image harder.
 """
 
 from __future__ import annotations
@@ -268,6 +270,41 @@ def compare(
         series.append((out.probability_at(region)[1:].mean(axis=1), dice_coefficient(out.mask[1:], own)))
     correlation = min(_pearson(a, b) for a, b in zip(*series, strict=True))
     return Agreement(dice=dice, correlation=correlation)
+
+
+def check_values(precision: str, reference: np.ndarray, reduced: np.ndarray, *, method: str,
+                 min_correlation: float) -> dict:
+    """Compare the values a perturbation method computes with fp32 and with the reduced model.
+
+    Parameters
+    ----------
+    precision : str
+        The reduced precision.
+    reference, reduced : ndarray
+        The method's values (score distances) of the same perturbed images, from each model.
+    method : str
+        The method's name, for the message.
+    min_correlation : float
+        Lowest Pearson correlation accepted.
+
+    Returns
+    -------
+    dict
+        The figures, for the record.
+
+    Raises
+    ------
+    OnnxplainError
+        When the values correlate less than `min_correlation`.
+    """
+    correlation = _pearson(np.asarray(reference, np.float64), np.asarray(reduced, np.float64))
+    if correlation < min_correlation:
+        advice = "use precision fp32 (or fp16 on a GPU)" if precision == "int8" else "use precision fp32"
+        raise OnnxplainError(
+            f"precision {precision} changes the values {method}'s map is built from: on {len(reference)} of its "
+            f"perturbed images they correlate {correlation:.4f} with fp32's, below the threshold "
+            f"{min_correlation:g}; {advice}", parameters=("precision", "min_correlation"))
+    return {"method": method, "images": len(reference), "correlation": round(correlation, 5)}
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

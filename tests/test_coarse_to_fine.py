@@ -35,8 +35,9 @@ def test_hdm_refines_a_few_positions_to_the_whole_grids_map(testnet):
     whole = onnxplain.create_method("hdm").attribute(model, image)
     refined = onnxplain.create_method("hdm", refine=0.05).attribute(model, image)
     run = refined.record["convergence"]
-    assert run["masks_used"] == len(refined.values) <= 0.4 * len(whole.values)
-    assert run["masks_available"] == len(whole.values) == 576
+    assert run["masks_used"] == len(refined.values) and run["masks_available"] == len(whole.values) == 576
+    # Positions and the 36 probes of 4 x 4 blocks together: 24 % of the whole grid's passes, measured.
+    assert run["probes"] == 36 and run["passes"] == run["masks_used"] + 36 <= 0.3 * 576
     # Measured 0.994 (benchmarks/adaptive_sampling.py); every decisive circle of this sample is found.
     assert pearson(refined.map, whole.map) >= 0.98
     # Each evaluated position has the value the whole grid gave it: the same circle, the same output.
@@ -49,7 +50,7 @@ def test_occlusion_refines_only_next_to_the_region_that_moves_the_output(quadran
     model, image = quadrant_top_left
     options = {"window": 8, "stride": 2, "score": "class-score"}
     whole = onnxplain.create_method("occlusion", **options).attribute(model, image)
-    refined = onnxplain.create_method("occlusion", refine=0.1, **options).attribute(model, image)
+    refined = onnxplain.create_method("occlusion", refine=0.1, refine_step=2, **options).attribute(model, image)
     run = refined.record["convergence"]
     coarse = run["levels"][0]["positions"]
     assert run["levels"][0]["step"] == 2 and coarse == 7 * 7  # boxes 0, 4, ... 24 along each axis of 13
@@ -62,15 +63,16 @@ def test_occlusion_refines_only_next_to_the_region_that_moves_the_output(quadran
     assert np.abs(refined.map - whole.map).max() <= 0.1 * whole.map.max()
 
 
-def test_where_nothing_changes_on_the_coarse_grid_the_finer_grid_is_evaluated_whole(tmp_path):
-    # Black boxes on a black image: no output moves. No change on the coarse grid is no evidence that
-    # nothing matters (a small decisive region can sit between coarse circles), so the rest is evaluated.
+def test_where_not_even_a_whole_block_hidden_changes_anything_the_coarse_grid_is_all(tmp_path):
+    # Black circles on a black image: no output moves, and no block's probe either, so nothing small
+    # can be hiding between the coarse circles.
     model = OnnxModel(onnx_models.quadrant_model(tmp_path / "always.onnx", threshold=-0.5))
     image = np.zeros((32, 32, 1), np.float32)
     attr = onnxplain.create_method("hdm", circle_size=8, offset=2, refine=0.0, fill="black",
                                    score="class-score").attribute(model, image)
     run = attr.record["convergence"]
-    assert [level["positions"] for level in run["levels"]] == [64, 192] and run["masks_used"] == 256
+    # A 16 x 16 grid: rows and columns 0, 4, 8, 12 and the last, 15; 4 x 4 blocks of 4 x 4 positions.
+    assert [level["positions"] for level in run["levels"]] == [25, 0, 0] and run["probes"] == 16
     assert not attr.map.any()
 
 
@@ -80,8 +82,13 @@ def test_a_decisive_region_between_coarse_circles_is_not_missed(testnet):
     image = data.load_sample(2).image
     whole = onnxplain.create_method("hdm").attribute(model, image)
     refined = onnxplain.create_method("hdm", refine=0.05).attribute(model, image)
+    coarse = refined.record["convergence"]["levels"][0]["positions"]
     assert whole.map.max() > 0
+    assert np.all(refined.values[:coarse] == refined.baseline_value)  # no coarse circle moved the score...
+    # ...but the probe of the block holding the decider did, and its positions were evaluated (measured:
+    # 21 % of the whole grid's passes, Pearson 0.994).
     assert pearson(refined.map, whole.map) >= 0.98
+    assert refined.record["convergence"]["passes"] <= 0.3 * len(whole.values)
 
 
 def test_a_tolerance_of_zero_where_everything_changes_evaluates_the_whole_grid(quadrant_top_left):
@@ -104,6 +111,7 @@ def test_the_positions_do_not_depend_on_the_batch_size(testnet):
 
 def test_the_plan_follows_a_changed_region_past_its_first_neighbours():
     plan = CoarseToFine((9, 9), tolerance=0.5, step=2)
+    plan.probed(np.zeros(len(plan.blocks())))  # no block's probe moved the output
     first = plan.first()
     assert len(first) == 25  # rows and columns 0, 2, 4, 6, 8
     changes = np.zeros((9, 9))
@@ -136,4 +144,4 @@ def test_the_command_line_says_how_many_positions_it_evaluated(runner, tmp_path)
     result = run(runner, "explain", data.testnet_model_path(), image, "--method", "hdm", "-p", "refine=0.05",
                  "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert re.search(r"refined coarse-to-fine: \d+ of 576 positions", result.output), result.output
+    assert re.search(r"refined coarse-to-fine: \d+ of 576 positions and 36 block probes", result.output), result.output

@@ -1,4 +1,4 @@
-"""Adaptive sampling: RISE stops when its split-half estimate says the map has converged."""
+"""Adaptive sampling: RISE stops when the agreement of its parts says the map has converged."""
 
 import numpy as np
 import pytest
@@ -69,10 +69,14 @@ def test_the_prediction_matches_a_simulated_measurement():
     samples = truth + rng.normal(scale=12.0, size=(2000, truth.size))
     for n in (200, 500, 1000):
         halves = np.corrcoef(samples[:n:2].mean(axis=0), samples[1:n:2].mean(axis=0))[0, 1]
+        quarters = np.corrcoef(np.stack([samples[part:n:4].mean(axis=0) for part in range(4)]))
+        quarters = quarters[np.triu_indices(4, k=1)].mean()
         measured = np.corrcoef(samples[:n].mean(axis=0), samples.mean(axis=0))[0, 1]
-        assert expected_correlation(halves, budget_share=n / 2000) == pytest.approx(measured, abs=0.02)
         limit = np.corrcoef(samples[:n].mean(axis=0), truth)[0, 1]
-        assert expected_correlation(halves) == pytest.approx(limit, abs=0.02)
+        for correlation, parts in ((halves, 2), (quarters, 4)):
+            assert expected_correlation(correlation, parts=parts, budget_share=n / 2000) == pytest.approx(measured,
+                                                                                                        abs=0.02)
+            assert expected_correlation(correlation, parts=parts) == pytest.approx(limit, abs=0.02)
 
 
 @pytest.mark.parametrize("options,fragment", [({"converge": 1.5}, "converge is a correlation in (0, 1)"),

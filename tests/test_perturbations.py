@@ -243,7 +243,7 @@ def test_mask_range_is_checked():
 
 def test_parameters_are_recorded():
     assert Hdm(offset=3).parameters() == {
-        "circle_size": None, "offset": 3, "normalize": False, "variant": "segment", "refine": None, "refine_step": 2,
+        "circle_size": None, "offset": 3, "normalize": False, "variant": "segment", "refine": None, "refine_step": 4,
         "fill": "blur",
         "blur_sigma": 10.0, "channel": None,
         "score": {"name": "segment-distance",

@@ -95,6 +95,27 @@ def test_int8_whose_scores_drift_is_refused_by_correlation(testnet_model, testne
         make_baseline(model, testnet_image)
 
 
+def test_int8_that_changes_a_methods_own_values_is_refused_before_it_runs(testnet_model, testnet_image, tmp_path):
+    # RISE hiding nine tenths of the image (p1=0.1, the 2019 manual's setting) meets int8 where the
+    # general check's half-hidden copies do not: its map at int8 correlated 0.74 with fp32's
+    # (benchmarks/side_by_side_2019.py). The method's own perturbed images give it away first.
+    model = OnnxModel(testnet_model, device="cpu", precision="int8", cache=tmp_path)
+    counted = []
+    method = Rise(n_masks=300, grid_size=8, p1=0.1)
+    with pytest.raises(OnnxplainError, match=r"^precision int8 changes the values rise's map is built from: on 64 "
+                                             r"of its perturbed images they correlate 0\.\d{4} with fp32's, below "
+                                             r"the threshold 0\.95; use precision fp32 \(or fp16 on a GPU\)$"):
+        method.attribute(model, testnet_image, progress=counted.append)
+    assert counted == []  # before any of the run's forward passes
+    assert model.describe()["precision"]["check"]["dice"] >= 0.95  # the general check had passed
+    with pytest.raises(OnnxplainError, match="call prepare"):
+        model.predict(model.check_image(testnet_image)[None])
+    # RISE's default masks (half the image kept) agree at int8, and the record keeps the figure.
+    model = OnnxModel(testnet_model, device="cpu", precision="int8", cache=tmp_path)
+    record = Rise(n_masks=100).attribute(model, testnet_image).record["model"]["precision"]["check"]["method"]
+    assert record["method"] == "rise" and record["images"] == 64 and record["correlation"] >= 0.99  # 0.9986
+
+
 def edge_model(path, level=0.50195):
     """NCHW, 1 channel: logit ``10000 * (x - level)``. Computed in float16, both 128/255 and `level`
     become 0.5019531, so a pixel of 128 that fp32 segments (logit 0.11) gets a logit of 0."""
@@ -143,7 +164,8 @@ def test_the_record_of_an_explanation_holds_precision_and_session(brightness, br
     model = OnnxModel(brightness(), device="cpu", precision="int8", threads=1, cache=tmp_path)
     record = Rise(n_masks=40, seed=1).attribute(model, bright_square).record["model"]
     assert record["precision"]["name"] == "int8"
-    assert set(record["precision"]["check"]) >= {"dice", "correlation", "min_dice", "min_correlation", "seed"}
+    assert set(record["precision"]["check"]) >= {"dice", "correlation", "min_dice", "min_correlation", "seed",
+                                                  "method"}
     assert record["precision"]["seconds"]["check"] > 0
     assert record["session"]["intra_op_threads"] == 1 and record["session"]["threads_source"] == "set"
     assert record["session"]["graph_optimization"] == "all"

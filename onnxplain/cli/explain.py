@@ -103,12 +103,14 @@ def explain(model_path, image_path, dataset, segment, methods, params, score, sc
             if "twin" in result.record:  # a gradient method: forward and backward passes in PyTorch
                 work = f"{len(result.values)} passes through the PyTorch twin in {seconds['total']:.1f} s"
             else:
-                work = (f"{len(result.values)} perturbed images in {seconds['total']:.1f} s "
+                probes = result.record.get("convergence", {}).get("probes", 0)  # coarse-to-fine's block probes
+                work = (f"{len(result.values) + probes} perturbed images in {seconds['total']:.1f} s "
                         f"(inference {seconds.get('inference', 0.0):.1f} s on {model.device})")
                 if "convergence" in result.record:  # an adaptive run: say where it stopped
                     run = result.record["convergence"]
                     if run.get("rule") == "coarse-to-fine":
-                        work += f", refined coarse-to-fine: {run['masks_used']} of {run['masks_available']} positions"
+                        work += (f", refined coarse-to-fine: {run['masks_used']} of {run['masks_available']} positions "
+                                 f"and {probes} block probes")
                     elif run["masks_used"] < run["masks_available"]:
                         work += f", converged after {run['masks_used']} of {run['masks_available']} masks"
                     else:

@@ -22,7 +22,7 @@ from onnxplain.errors import OnnxplainError, PluginError
 from onnxplain.method import Baseline, Method, Progress
 from onnxplain.outputs import ModelOutput
 from onnxplain.perturbation.aggregate import Aggregator
-from onnxplain.perturbation.convergence import CHECK_EVERY, SplitHalf, checkpoint_batches
+from onnxplain.perturbation.convergence import CHECK_EVERY, SplitReliability, checkpoint_batches
 from onnxplain.perturbation.fill import Fill, blend, check_fill, fill_image
 from onnxplain.perturbation.masks import MaskBatch, MaskSource
 from onnxplain.perturbation.refine import CoarseToFine, SubsetMasks
@@ -70,7 +70,7 @@ class PerturbationMethod(Method):
     converge: float | None = None  # sampling methods stop once their map reaches this (see `convergence`)
     converge_to: str = "budget"  # ... correlation with the map of the whole budget, or of the limit
     refine: float | None = None  # grid methods refine coarse-to-fine with this tolerance (see `refine`)
-    refine_step: int = 2  # ... starting from every refine_step-th position
+    refine_step: int = 4  # ... starting from every refine_step-th position
 
     def __init__(
         self,
@@ -130,8 +130,12 @@ class PerturbationMethod(Method):
 
     def count(self, image: np.ndarray) -> int:
         """Images the method runs for `image`; makes and checks its masks' source, so that a run of several
-        methods can fail before any of them starts."""
-        return len(self.source_for(image))
+        methods can fail before any of them starts. Refined coarse-to-fine, the most it can run: every
+        position and every block's probe."""
+        source = self.source_for(image)
+        if self.refine is None or source.grid is None:
+            return len(source)
+        return len(source) + math.prod(math.ceil(side / self.refine_step) for side in source.grid)
 
     def _attribute(
         self, model: Segmenter, baseline: Baseline, *, batch_size: int, progress: Progress | None
@@ -150,6 +154,7 @@ class PerturbationMethod(Method):
         pixels = math.prod(source.spatial)
         check_batch_memory(min(batch_size, len(source)), per_item=3 * image.nbytes + 12 * pixels,
                            fixed=16 * pixels + 2 * image.nbytes)
+        _check_perturbed(self, model, baseline, source, fill)
         evaluation = _Evaluation(self, model, baseline, fill, aggregator, collector, progress)
         try:
             # onnxruntime's threads own the cores here: a BLAS call in between (an aggregation, a mask)
@@ -194,29 +199,55 @@ class _Evaluation:
 
     def run(self, batch: MaskBatch) -> np.ndarray:
         """The values of `batch`'s masks (its `start` counts the masks evaluated before it), aggregated."""
+        outputs, values = self._values(batch.masks)
+        _call_plugin(self.aggregator, "add", batch, values)
+        if self.collector is not None:
+            self.collector.add(outputs, batch.start, batch.start + len(batch.masks))
+        return values
+
+    def probe(self, masks: np.ndarray) -> np.ndarray:
+        """The values of `masks`, which steer the run but are not part of the map."""
+        return self._values(masks)[1]
+
+    def _values(self, masks: np.ndarray) -> tuple[ModelOutput, np.ndarray]:
         method, image, target = self.method, self.baseline.image, self.baseline.target
-        count = len(batch.masks)
-        perturbed = _call_plugin(method, "apply", image, batch.masks, self.fill)
+        count = len(masks)
+        perturbed = _call_plugin(method, "apply", image, masks, self.fill)
         if perturbed.shape != (count, *image.shape):
             raise PluginError(f"{method.name!r}.apply returned shape {perturbed.shape}, "
                               f"expected {(count, *image.shape)}")
         outputs = self.model.predict(perturbed, class_index=target.class_index, output=target.output)
         values = np.asarray(_call_plugin(method.score, "calculate_distance", outputs, self.baseline.reference),
                             dtype=np.float64)
-        _call_plugin(self.aggregator, "add", batch, values)
-        if self.collector is not None:
-            self.collector.add(outputs, batch.start, batch.start + count)
         if self.progress is not None:
             self.progress(count)
-        return values
+        return outputs, values
+
+
+METHOD_CHECK_IMAGES = 64  # perturbed images a self-checking model compares before a run
+
+
+def _check_perturbed(method: PerturbationMethod, model: Segmenter, baseline: Baseline, source: MaskSource,
+                     fill: np.ndarray | float) -> None:
+    """Let a model that checks itself (a reduced-precision `OnnxModel`) compare its values on some of the
+    method's own perturbed images, spread evenly over its masks, before the run."""
+    check = getattr(model, "check_perturbed", None)
+    if check is None:
+        return
+    chosen = np.unique(np.linspace(0, len(source) - 1, min(METHOD_CHECK_IMAGES, len(source))).round().astype(np.intp))
+    masks = SubsetMasks(source, chosen).batch(0, len(chosen)).masks
+    perturbed = _call_plugin(method, "apply", baseline.image, masks, fill)
+    reference = baseline.reference
+    check(perturbed, lambda outputs: _call_plugin(method.score, "calculate_distance", outputs, reference),
+          method=method.name, class_index=baseline.target.class_index, output=baseline.target.output)
 
 
 def _sample(method: PerturbationMethod, evaluation: _Evaluation, source: MaskSource, batch_size: int,
             baseline_value: float) -> tuple[np.ndarray, dict | None]:
-    """All masks in order, or, with `method.converge`, until the split-half check says the map has converged."""
+    """All masks in order, or, with `method.converge`, until the parts' agreement says the map has converged."""
     values = np.empty(len(source))
-    tracker = (None if method.converge is None else
-               SplitHalf(method.aggregator, source, baseline_value, method.converge, against=method.converge_to))
+    tracker = (None if method.converge is None else SplitReliability(method.aggregator, source, baseline_value,
+                                                                     method.converge, against=method.converge_to))
     every = CHECK_EVERY if tracker is not None else None
     for start, stop in checkpoint_batches(len(source), batch_size, every):
         batch = _call_plugin(source, "batch", start, stop)
@@ -235,6 +266,14 @@ def _coarse_to_fine(method: PerturbationMethod, evaluation: _Evaluation, source:
         raise OnnxplainError(f"method {method.name!r} has no grid of positions to refine; refine is for hdm and "
                              "occlusion", parameters=("refine",))
     plan = CoarseToFine(source.grid, tolerance=tolerance, step=method.refine_step)
+    blocks = plan.blocks()
+    probes = []
+    for start, stop in batches(len(blocks), batch_size):
+        # A block's probe hides what all its masks hide (each keeps a pixel by 1, hides it by 0).
+        unions = np.stack([SubsetMasks(source, block).batch(0, len(block)).masks.min(axis=0)
+                           for block in blocks[start:stop]])
+        probes.append(evaluation.probe(unions))
+    plan.probed(np.concatenate(probes) - baseline_value)
     order: list[np.ndarray] = []
     values: list[np.ndarray] = []
     done = 0

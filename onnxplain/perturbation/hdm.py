@@ -115,10 +115,12 @@ class Hdm(PerturbationMethod):
         The default score and fill; a `score` or `fill` given explicitly wins.
     refine : float, optional
         Coarse-to-fine, fewer circles where nothing changes: first every `refine_step`-th position
-        along each axis, then, halving the step down to 1, only the positions within one coarse
-        cell of a position whose change of the score exceeds `refine` times the largest change
-        (0.1, say); the map comes from the positions evaluated (`onnxplain.perturbation.refine`).
-        Off when omitted: every position. The record says how many were evaluated at each level.
+        along each axis, and one probe per block of `refine_step` positions hiding all its circles at
+        once; then, halving the step down to 1, only the positions within one cell of a position
+        whose change of the score exceeds `refine` times the largest change (0.05, say), and those
+        of a block whose probe did where none of its positions has yet; the map comes from the
+        positions evaluated (`onnxplain.perturbation.refine`). Off when omitted: every position.
+        The record says how many positions and probes were evaluated.
     refine_step : int
         Step of the coarse grid, in positions; 2 or more.
     **options
@@ -130,7 +132,7 @@ class Hdm(PerturbationMethod):
     default_aggregator = "occluded-mean"
 
     def __init__(self, *, circle_size: int | None = None, offset: int | None = None, normalize: bool = False,
-                 variant: str = "segment", refine: float | None = None, refine_step: int = 2, **options: Any):
+                 variant: str = "segment", refine: float | None = None, refine_step: int = 4, **options: Any):
         if variant not in VARIANTS:
             raise OnnxplainError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}",
                                  parameters=("variant",))

@@ -60,10 +60,12 @@ class Occlusion(PerturbationMethod):
         Distance between box positions, in pixels.
     refine : float, optional
         Coarse-to-fine, fewer boxes where nothing changes: first every `refine_step`-th position
-        along each axis, then, halving the step down to 1, only the positions within one coarse
-        cell of a position whose change of the score exceeds `refine` times the largest change
-        (0.1, say); the map comes from the positions evaluated (`onnxplain.perturbation.refine`).
-        Off when omitted: every position. The record says how many were evaluated at each level.
+        along each axis, and one probe per block of `refine_step` positions hiding all its boxes at
+        once; then, halving the step down to 1, only the positions within one cell of a position
+        whose change of the score exceeds `refine` times the largest change (0.05, say), and those
+        of a block whose probe did where none of its positions has yet; the map comes from the
+        positions evaluated (`onnxplain.perturbation.refine`). Off when omitted: every position.
+        The record says how many positions and probes were evaluated.
     refine_step : int
         Step of the coarse grid, in positions; 2 or more.
     **options
@@ -74,7 +76,7 @@ class Occlusion(PerturbationMethod):
     default_score = "class-score"
     default_aggregator = "occluded-mean"
 
-    def __init__(self, *, window: int = 24, stride: int = 8, refine: float | None = None, refine_step: int = 2,
+    def __init__(self, *, window: int = 24, stride: int = 8, refine: float | None = None, refine_step: int = 4,
                  **options: Any):
         super().__init__(**options)
         if window < 1 or stride < 1:
