@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 CIRCLE_KINDS = ("raw", "better", "worse")
 
-_METHODS = {"hdm": "HDM", "rise": "RISE", "lime": "LIME", "kernel-shap": "KernelSHAP", "shapley": "Shapley sampling",
-            "eigen-cam": "Eigen-CAM", "score-cam": "Score-CAM", "ablation-cam": "Ablation-CAM"}
+_METHODS = {"hdm": "HDM", "rise": "RISE", "occlusion": "Occlusion", "ablation": "Superpixel ablation", "lime": "LIME",
+            "kernel-shap": "KernelSHAP", "shapley": "Shapley sampling", "eigen-cam": "Eigen-CAM",
+            "score-cam": "Score-CAM", "ablation-cam": "Ablation-CAM"}
 # Each score's distance: its name, the words for it growing (further from the reference) and
 # shrinking, and its unit. The class score is 1 - probability, so it is named by the probability.
 _SCORES = {

@@ -589,6 +589,11 @@ class OnnxModel:
         return ",".join(f"c{i}" for i in range(self.input.channels)) if self.input.channels > 1 else "gray"
 
     @property
+    def output_names(self) -> list[str]:
+        """Names of the model's outputs, in order."""
+        return list(self._output_names)
+
+    @property
     def num_classes(self) -> int | None:
         """Channels of the explained output, known after the first run."""
         return self.reader.num_classes

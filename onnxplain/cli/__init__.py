@@ -36,6 +36,7 @@ _COMMANDS = {
     "testnet": ("onnxplain.cli.tools", "testnet_group"),
     "export": ("onnxplain.cli.tools", "export_group"),
     "layers": ("onnxplain.cli.tools", "list_layers"),
+    "serve": ("onnxplain.cli.serve", "serve"),
 }
 """Each command's module, imported only when the command runs or is listed: onnxruntime and the
 rest load inside the error handling below, so even an interruption during start-up is one line."""
