@@ -9,16 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
+from starlette.testclient import TestClient
 
 import onnxplain
 from onnxplain import data
-
-pytest.importorskip("starlette")
-pytest.importorskip("httpx")
-from starlette.testclient import TestClient  # noqa: E402
-
-from onnxplain.serve.app import COOKIE, create_app  # noqa: E402
-from onnxplain.serve.store import Limits  # noqa: E402
+from onnxplain.serve.app import COOKIE, create_app
+from onnxplain.serve.store import Limits
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright import sync_api as playwright
 
 import onnxplain
 from onnxplain import data
-
-playwright = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("uvicorn")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
