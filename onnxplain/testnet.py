@@ -173,11 +173,16 @@ def write_dataset(out_dir: str | Path, count: int, *, seed: int) -> Path:
         for role in ROLES:
             io.save_png(sample.shapes[role], out / "shapes" / role / name)
         rows.append((name, sample.decider_shape, seed, index))
+    write_index(out, rows)
+    return out
+
+
+def write_index(out: Path, rows: list[tuple[str, str, int, int]]) -> None:
+    """Write a dataset's ``samples.csv``: name, decider_shape, seed and index of each sample."""
     with open(out / "samples.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(("name", "decider_shape", "seed", "index"))
         writer.writerows(rows)
-    return out
 
 
 def read_sample(folder: str | Path, name: str) -> TestnetSample:

@@ -20,7 +20,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ from torch import nn
 
 from onnxplain import testnet
 from onnxplain_torch.export import export_module
-from onnxplain_torch.unet import testnet_unet
+from onnxplain_torch.unet import UNet, testnet_unet
 from onnxplain_torch.weights import WEIGHTS_PATH, save_npz
 
 HELD_OUT_SEED = 1_000_003  # never used for training data
@@ -36,24 +39,40 @@ WITHOUT_DECIDER = 8  # one training image in this many has no right shape
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-image Dice of boolean masks shaped (N, H, W); 1 when both are empty."""
-    intersection = np.logical_and(prediction, truth).sum(axis=(1, 2))
-    total = prediction.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
+    """Per-image Dice of boolean masks shaped (N, *spatial); 1 when both are empty."""
+    axes = tuple(range(1, prediction.ndim))
+    intersection = np.logical_and(prediction, truth).sum(axis=axes)
+    total = prediction.sum(axis=axes) + truth.sum(axis=axes)
     return np.where(total == 0, 1.0, 2.0 * intersection / np.maximum(total, 1))
 
 
-def _batch(seed: int, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training images, segments and which decider each shows (circle, square).
+@dataclass(frozen=True)
+class Task:
+    """What a testnet trainer trains on: its sample stream, its network, its decider shapes."""
 
-    One image in `WITHOUT_DECIDER` has its right shape erased and an empty segment: the right shape
+    make_sample: Callable[[int, int], Any]  # (seed, index) -> a sample with image, segment, shapes, decider_shape
+    make_model: Callable[[], UNet]
+    deciders: tuple[str, str]
+    held_out_seed: int
+    held_out_count: int
+    eval_batch: int = 25
+
+
+TESTNET = Task(testnet.make_sample, testnet_unet, ("circle", "square"), HELD_OUT_SEED, 200)
+
+
+def _batch(task: Task, seed: int, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training images, segments and which decider each shows (in `task.deciders` order).
+
+    One image in `WITHOUT_DECIDER` has its decider shape erased and an empty segment: the decider
     must decide in both directions. Without these, a network learns "no circle, so the cross" and
     then ignores squares, which would make testnet's premise false for half of its samples.
     """
     images, segments, deciders = [], [], []
     for index in range(start, start + size):
-        sample = testnet.make_sample(seed, index)
+        sample = task.make_sample(seed, index)
         image, segment = sample.image, sample.segment
-        present = [sample.decider_shape == "circle", sample.decider_shape == "square"]
+        present = [sample.decider_shape == name for name in task.deciders]
         if index % WITHOUT_DECIDER == 0:
             image = np.where(sample.shapes["decider"], 0.0, image).astype(np.float32)
             segment = np.zeros_like(segment)
@@ -72,8 +91,9 @@ def _loss(logits: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     # BCE learns the pixels; soft Dice keeps the small foreground from being drowned by background.
     bce = nn.functional.binary_cross_entropy_with_logits(logits, segments)
     probs = torch.sigmoid(logits)
-    overlap = (probs * segments).sum(dim=(1, 2, 3))
-    soft_dice = (2 * overlap + 1) / (probs.sum(dim=(1, 2, 3)) + segments.sum(dim=(1, 2, 3)) + 1)
+    axes = tuple(range(1, logits.ndim))  # 2-D images and 3-D volumes alike
+    overlap = (probs * segments).sum(dim=axes)
+    soft_dice = (2 * overlap + 1) / (probs.sum(dim=axes) + segments.sum(dim=axes) + 1)
     return bce + (1 - soft_dice).mean()
 
 
@@ -87,30 +107,34 @@ def evaluate(model: nn.Module, images: torch.Tensor, segments: np.ndarray, batch
 
 
 def train(
-    *, seed: int, steps: int, batch_size: int, lr: float, eval_every: int, log: list, held_out_count: int = 200
+    *, seed: int, steps: int, batch_size: int, lr: float, eval_every: int, log: list, task: Task = TESTNET
 ) -> nn.Module:
-    """Train the testnet U-Net for `steps` steps and return it in eval mode.
+    """Train the task's U-Net for `steps` steps and return it in eval mode.
 
     Everything random comes from `seed`: the initial weights and the training samples. Evaluations
-    on `held_out_count` held-out samples are appended to `log`.
+    on the task's held-out samples are appended to `log`.
     """
     torch.manual_seed(seed)
-    model = testnet_unet().to(memory_format=torch.channels_last)
+    model = task.make_model()
+    channels_last = len(model.spatial_axes) == 2  # faster 2-D convolutions on the CPU
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     # Training-only auxiliary head: telling from the pooled context which decider is present teaches
     # the context step what to carry far sooner than the segmentation loss alone (which sits for
     # thousands of steps at "segment both left shapes"). It is not part of the exported model.
     auxiliary = nn.Linear(2 * model.context[0].out_channels, 2)
     optimizer = torch.optim.AdamW([*model.parameters(), *auxiliary.parameters()], lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    held_out = list(testnet.generate(held_out_count, seed=HELD_OUT_SEED))
+    held_out = [task.make_sample(task.held_out_seed, index) for index in range(task.held_out_count)]
     held_images = torch.from_numpy(np.stack([s.image for s in held_out])[:, None])
     held_segments = np.stack([s.segment for s in held_out])
     start = time.perf_counter()
     losses = []
     for step in range(1, steps + 1):
-        images, segments, deciders = _batch(seed, (step - 1) * batch_size, batch_size)
+        images, segments, deciders = _batch(task, seed, (step - 1) * batch_size, batch_size)
         optimizer.zero_grad(set_to_none=True)
-        logits, pooled = model.forward_with_context(images.to(memory_format=torch.channels_last))
+        logits, pooled = model.forward_with_context(images.to(memory_format=torch.channels_last) if channels_last
+                                                    else images)
         loss = _loss(logits, segments) + nn.functional.binary_cross_entropy_with_logits(auxiliary(pooled), deciders)
         loss.backward()
         optimizer.step()
@@ -121,7 +145,7 @@ def train(
                 "step": step,
                 "samples_seen": step * batch_size,
                 "train_loss": float(np.mean(losses)),
-                "held_out_dice": evaluate(model, held_images, held_segments),
+                "held_out_dice": evaluate(model, held_images, held_segments, batch_size=task.eval_batch),
                 "elapsed_s": round(time.perf_counter() - start, 1),
             }
             losses = []

@@ -36,8 +36,16 @@ def testnet_group():
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of samples.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the dataset.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write.")
-def testnet_generate(count, seed, out):
+@click.option("--3d", "volumes", is_flag=True,
+              help="3-D volumes (48^3 NIfTI): a sphere or a cube decides between a cross and a pyramid.")
+def testnet_generate(count, seed, out, volumes):
     """Write COUNT samples: images/, segments/, shapes/{target,decider,distractor}/, samples.csv."""
+    if volumes:
+        from onnxplain import testnet3d
+
+        testnet3d.write_volumes(out, count, seed=seed)
+        click.echo(f"wrote {count} 3-D testnet volumes (seed {seed}) to {out}")
+        return
     testnet.write_dataset(out, count, seed=seed)
     click.echo(f"wrote {count} testnet samples (seed {seed}) to {out}")
 

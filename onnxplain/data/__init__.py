@@ -23,6 +23,11 @@ def testnet_model_path() -> Path:
     return _HERE / "testnet.onnx"
 
 
+def testnet3d_model_path() -> Path:
+    """Path of the bundled 3-D testnet U-Net (ONNX, input (N, 1, 48, 48, 48) in [0, 1], logits out)."""
+    return _HERE / "testnet3d.onnx"
+
+
 def samples_dir() -> Path:
     """Folder of the bundled testnet samples."""
     return _HERE / "samples"
