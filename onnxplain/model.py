@@ -369,9 +369,9 @@ class OnnxModel:
         agreement.check(self.precision, min_dice=self.min_dice, min_correlation=self.min_correlation)
         self._predicting, self._prepared = reduced, key
 
-    def check_perturbed(self, images: np.ndarray, values: Callable[[ModelOutput], np.ndarray], *, method: str,
-                        class_index: int | None = None, output: int | str | None = None) -> None:
-        """At a reduced precision, compare the values a method computes from its own perturbed `images`.
+    def check_perturbed(self, perturb: Callable[[], np.ndarray], values: Callable[[ModelOutput], np.ndarray], *,
+                        method: str, class_index: int | None = None, output: int | str | None = None) -> None:
+        """At a reduced precision, compare the values a method computes from its own perturbed images.
 
         The general check of `prepare` perturbs the image in one way; a method perturbs it in its
         own (RISE with ``p1=0.1`` hides nine tenths of it, HDM's 2019 variant measures Hausdorff
@@ -379,8 +379,8 @@ class OnnxModel:
 
         Parameters
         ----------
-        images : ndarray
-            Perturbed images, as `predict` takes them.
+        perturb : callable
+            Makes the perturbed images, as `predict` takes them; called only at a reduced precision.
         values : callable
             The method's values of a `ModelOutput` of them (its score's distances).
         method : str
@@ -398,6 +398,7 @@ class OnnxModel:
             return
         reduced = self._predicting_session()
         options = {"class_index": class_index, "output": output}
+        images = perturb()
         reference_values = values(self._predict_on(self._session, images, **options))
         reduced_values = values(self._predict_on(reduced, images, **options))
         check = self._precision_record.setdefault("check", {})

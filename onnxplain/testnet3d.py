@@ -19,6 +19,7 @@ import numpy as np
 
 from onnxplain.errors import OnnxplainError
 from onnxplain.testnet import write_index
+from onnxplain.volumes import Volume, write_volume
 
 SIZE = 48
 ROLES = ("target", "decider", "distractor")
@@ -98,8 +99,6 @@ def write_volumes(out_dir: str | Path, count: int, *, seed: int) -> Path:
     under ``shapes/ROLE/``, and ``samples.csv`` (name, decider_shape, seed, index), as the 2-D
     `onnxplain.testnet.write_dataset` lays its PNG files out.
     """
-    from onnxplain.volumes import Volume, write_volume
-
     out = Path(out_dir)
     rows = []
     for index, sample in enumerate(generate_volumes(count, seed=seed)):

@@ -25,7 +25,7 @@ from onnxplain.perturbation.aggregate import Aggregator
 from onnxplain.perturbation.convergence import CHECK_EVERY, SplitReliability, checkpoint_batches
 from onnxplain.perturbation.fill import Fill, blend, check_fill, fill_image
 from onnxplain.perturbation.masks import MaskBatch, MaskSource
-from onnxplain.perturbation.refine import CoarseToFine, SubsetMasks
+from onnxplain.perturbation.refine import CoarseToFine, SubsetMasks, block_shape
 from onnxplain.registry import plugins
 from onnxplain.scores import Score
 from onnxplain.segmenter import Segmenter
@@ -135,7 +135,7 @@ class PerturbationMethod(Method):
         source = self.source_for(image)
         if self.refine is None or source.grid is None:
             return len(source)
-        return len(source) + math.prod(math.ceil(side / self.refine_step) for side in source.grid)
+        return len(source) + math.prod(block_shape(source.grid, self.refine_step))
 
     def _attribute(
         self, model: Segmenter, baseline: Baseline, *, batch_size: int, progress: Progress | None
@@ -234,11 +234,15 @@ def _check_perturbed(method: PerturbationMethod, model: Segmenter, baseline: Bas
     check = getattr(model, "check_perturbed", None)
     if check is None:
         return
-    chosen = np.unique(np.linspace(0, len(source) - 1, min(METHOD_CHECK_IMAGES, len(source))).round().astype(np.intp))
-    masks = SubsetMasks(source, chosen).batch(0, len(chosen)).masks
-    perturbed = _call_plugin(method, "apply", baseline.image, masks, fill)
+
+    def perturb() -> np.ndarray:  # made only by a model that checks (not at fp32)
+        count = min(METHOD_CHECK_IMAGES, len(source))
+        chosen = np.unique(np.linspace(0, len(source) - 1, count).round().astype(np.intp))
+        masks = SubsetMasks(source, chosen).batch(0, len(chosen)).masks
+        return _call_plugin(method, "apply", baseline.image, masks, fill)
+
     reference = baseline.reference
-    check(perturbed, lambda outputs: _call_plugin(method.score, "calculate_distance", outputs, reference),
+    check(perturb, lambda outputs: _call_plugin(method.score, "calculate_distance", outputs, reference),
           method=method.name, class_index=baseline.target.class_index, output=baseline.target.output)
 
 

@@ -40,6 +40,11 @@ def check_refine(refine: float | None, refine_step: int) -> None:
                              parameters=("refine_step",))
 
 
+def block_shape(grid: tuple[int, ...], step: int) -> tuple[int, ...]:
+    """Blocks along each axis when a grid is cut into blocks of `step` positions (one probe each)."""
+    return tuple(math.ceil(side / step) for side in grid)
+
+
 class CoarseToFine:
     """Which positions of a grid to evaluate, level by level.
 
@@ -85,8 +90,8 @@ class CoarseToFine:
         self.level = 0
         self.counts = [0] * len(self.steps)  # positions evaluated at each level
         self.rounds = [0] * len(self.steps)  # times each level came back for more
-        blocks = tuple(math.ceil(side / step) for side in self.grid)
-        self.block_of = np.ravel_multi_index(tuple(axis // step for axis in np.indices(self.grid)), blocks)
+        self.block_of = np.ravel_multi_index(tuple(axis // step for axis in np.indices(self.grid)),
+                                             block_shape(self.grid, step))
         self.probe_change: np.ndarray | None = None
 
     def blocks(self) -> list[np.ndarray]:

@@ -41,6 +41,7 @@ from onnxplain.targets import Target
 COOKIE = "onnxplain_user"
 STATIC = Path(__file__).resolve().parent / "static"
 _SIMPLE = (bool, int, float, str, type(None))
+_RESULT_FILE = re.compile(r"[a-z_]+\.(npy|png|json)")  # the files a result folder holds
 
 
 def create_app(root: Path, *, models: Path | None = None, limits: Limits | None = None, workers: int = 2) -> Starlette:
@@ -140,7 +141,7 @@ def create_app(root: Path, *, models: Path | None = None, limits: Limits | None 
     def job_file(request: Request) -> Response:
         job = _job(request)
         name = request.path_params["name"]
-        if job.status != "done" or not re.fullmatch(r"[a-z_]+\.(npy|png|json)", name):
+        if job.status != "done" or not _RESULT_FILE.fullmatch(name):
             raise RequestError(404, f"no file {name!r} in this result")
         path = job.folder / name
         if not path.is_file():
@@ -303,7 +304,7 @@ def _unpack_result(content: bytes, folder: Path, limit: int, label: str) -> None
     if sum(m.file_size for m in members) > limit:
         raise RequestError(413, f"{label} unpacks to more than the {limit // 2**20} MiB this explorer takes")
     names = [m.filename.rsplit("/", 1)[-1] for m in members]
-    if "explanation.json" not in names or any(not re.fullmatch(r"[a-z_]+\.(npy|png|json)", n) for n in names):
+    if "explanation.json" not in names or any(not _RESULT_FILE.fullmatch(n) for n in names):
         raise RequestError(400, f"{label} is not a result folder: it holds files other than a result's .npy, "
                                 ".png and explanation.json, or no explanation.json")
     folder.mkdir(parents=True)

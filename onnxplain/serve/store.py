@@ -107,9 +107,7 @@ class Workspace:
             for path in sorted(self.models_folder.glob("*.onnx")):
                 if path.is_file() and not path.is_symlink() and _FILE_NAME.fullmatch(path.name):
                     found.append({"id": f"folder-{path.stem}", "name": path.name, "source": "models folder"})
-        for meta in sorted(self.user_folder(user, "models").glob("*.json")):
-            found.append({**json.loads(meta.read_text()), "source": "uploaded"})
-        return found
+        return found + self._uploads(user, "models")
 
     def model_path(self, user: str, model_id: str) -> Path:
         """The file of model `model_id`, one of `models`."""
@@ -118,14 +116,12 @@ class Workspace:
         if model_id.startswith("folder-") and self.models_folder is not None:
             name = model_id.removeprefix("folder-") + ".onnx"
             if _FILE_NAME.fullmatch(name):
-                path = inside(self.models_folder, name)
-                if path.is_file():
-                    check_external_data(path)
-                    return path
-        elif _ID.fullmatch(model_id):
-            path = self.user_folder(user, "models") / f"{model_id}.onnx"
-            if path.is_file():
-                return path
+                listed = inside(self.models_folder, name)
+                if listed.is_file():
+                    check_external_data(listed)
+                    return listed
+        elif uploaded := self._uploaded(user, "models", model_id, ".onnx"):
+            return uploaded
         raise RequestError(404, f"no model {model_id!r}; choose one of the list or upload an .onnx file")
 
     def save_model(self, user: str, name: str | None, content: bytes) -> dict:
@@ -155,9 +151,7 @@ class Workspace:
         """Every image this user may choose: the bundled samples, then the user's uploads."""
         found = [{"id": f"sample-{index}", "name": f"testnet sample {index}", "source": "bundled"}
                  for index, _ in enumerate(data.sample_names())]
-        for meta in sorted(self.user_folder(user, "images").glob("*.json")):
-            found.append({**json.loads(meta.read_text()), "source": "uploaded"})
-        return found
+        return found + self._uploads(user, "images")
 
     def image_path(self, user: str, image_id: str) -> Path:
         """The PNG file of image `image_id`, one of `images`."""
@@ -166,10 +160,8 @@ class Workspace:
             index = int(image_id.removeprefix("sample-"))
             if index < len(names):
                 return data.samples_dir() / "images" / names[index]
-        elif _ID.fullmatch(image_id):
-            path = self.user_folder(user, "images") / f"{image_id}.png"
-            if path.is_file():
-                return path
+        elif uploaded := self._uploaded(user, "images", image_id, ".png"):
+            return uploaded
         raise RequestError(404, f"no image {image_id!r}; pick a sample or upload an image")
 
     def save_image(self, user: str, name: str | None, content: bytes) -> dict:
@@ -194,6 +186,19 @@ class Workspace:
                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}
         (folder / f"{image_id}.json").write_text(json.dumps(record))
         return record
+
+
+    def _uploads(self, user: str, kind: str) -> list[dict]:
+        """The user's uploads of `kind` (models, images), from the record kept beside each."""
+        return [{**json.loads(meta.read_text()), "source": "uploaded"}
+                for meta in sorted(self.user_folder(user, kind).glob("*.json"))]
+
+    def _uploaded(self, user: str, kind: str, item_id: str, suffix: str) -> Path | None:
+        """The file of the user's upload `item_id`, or None where there is none."""
+        if not _ID.fullmatch(item_id):
+            return None
+        path = self.user_folder(user, kind) / f"{item_id}{suffix}"
+        return path if path.is_file() else None
 
 
 def too_large(what: str, size: int, limit: int) -> str:
