@@ -15,6 +15,7 @@ from onnxplain.parameters import accepted_parameters
 from onnxplain.registry import plugins
 from onnxplain.segmenter import Segmenter
 from onnxplain.targets import Target
+from onnxplain.volumes import Volume, geometry
 
 
 def create_method(name: str, *, seed: int | None = None, score: Any = None, **parameters: Any) -> Method:
@@ -37,7 +38,7 @@ def create_method(name: str, *, seed: int | None = None, score: Any = None, **pa
 
 def explain(
     model: Segmenter | str | Path,
-    image: np.ndarray,
+    image: np.ndarray | Volume,
     *,
     method: str | Method = "hdm",
     target: Target | None = None,
@@ -54,8 +55,11 @@ def explain(
     ----------
     model : Segmenter, str or Path
         The model (an `OnnxModel`, say), or its ``.onnx`` file (loaded with default options).
-    image : ndarray, shape (*spatial) or (*spatial, C)
-        The image in image space (values in [0, 1] for images read by `onnxplain.read_image`).
+    image : ndarray, shape (*spatial) or (*spatial, C), or Volume
+        The image in image space (values in [0, 1] for images read by `onnxplain.read_image`), or
+        a volume read by `onnxplain.volumes.read_volume`: its spacing then measures the scores'
+        distances in millimetres, and its geometry goes into the record, so that `save` writes
+        NIfTI maps aligned with it.
     method : str or Method
         A method, or the name of an installed one, made with `parameters`, `seed` and `score`.
     target : Target, optional
@@ -90,7 +94,7 @@ def explain(
 
 def explain_many(
     model: Segmenter | str | Path,
-    image: np.ndarray,
+    image: np.ndarray | Volume,
     *,
     methods: list[str | Method],
     target: Target | None = None,
@@ -109,11 +113,21 @@ def explain_many(
     if not methods:
         raise OnnxplainError("give at least one method", parameters=("method",))
     chosen = [_method(m, None, None, {}) for m in methods]
-    baseline = make_baseline(model, image, target, segment=segment)
+    volume = image if isinstance(image, Volume) else None
+    if volume is not None and len(model.spatial_shape) != 3:
+        raise OnnxplainError(f"the model takes {len(model.spatial_shape)}-D images, not volumes; explain a volume with "
+                             "a 3-D model")
+    pixels = image.array if isinstance(image, Volume) else image
+    baseline = make_baseline(model, pixels, target, segment=segment,
+                             spacing=None if volume is None else volume.spacing)
     for method in chosen:
         method.count(baseline.image)
-    return [m.attribute(model, baseline.image, baseline.target, baseline=baseline, batch_size=batch_size,
-                        progress=progress) for m in chosen]
+    results = [m.attribute(model, baseline.image, baseline.target, baseline=baseline, batch_size=batch_size,
+                           progress=progress) for m in chosen]
+    if volume is not None:
+        for result in results:
+            result.record["volume"] = geometry(volume)
+    return results
 
 
 def _method(method: str | Method, seed: int | None, score: Any, parameters: dict[str, Any]) -> Method:

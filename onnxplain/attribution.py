@@ -14,6 +14,7 @@ import numpy as np
 
 from onnxplain import io
 from onnxplain.errors import OnnxplainError
+from onnxplain.volumes import write_like
 
 _ARRAYS = {"map": "saliency", "values": "distances", "image": "image", "segment": "segment"}
 """Fields saved as ``FILE.npy``; the file names are those onnxplain has always written."""
@@ -103,7 +104,10 @@ class Attribution:
 
         Files: ``saliency.npy``, ``distances.npy`` (one value per evaluation), ``image.npy``,
         ``segment.npy``, ``region.npy`` (for a region target), ``NAME.npy`` for each of `arrays`,
-        the pictures of `onnxplain.render.pictures`, and ``explanation.json``. The folder is
+        the pictures of `onnxplain.render.pictures`, and ``explanation.json``. A volume's
+        attribution (one whose record holds the volume's geometry, ``record['volume']``, as
+        `onnxplain.volumes.geometry` makes it) also writes ``saliency.nii.gz``, ``segment.nii.gz``
+        and ``region.nii.gz`` with the volume's affine and header, to open aligned with it in a viewer. The folder is
         written under a temporary name and renamed once whole (see `onnxplain.io.output_folder`):
         a failure or an interruption leaves no partial result, and an earlier result in the folder
         is replaced, not mixed with this one.
@@ -146,10 +150,23 @@ class Attribution:
         arrays.update(self.arrays)
         for name, array in arrays.items():
             io.save_npy(np.asarray(array), folder / f"{name}.npy")
+        volumes = self._volume_maps()
+        for name, array in volumes.items():
+            write_like(array, self.record["volume"], folder / f"{name}.nii.gz")
         for name, picture in pictures.items():
             io.save_png(picture, folder / f"{name}.png")
         io.save_text(record, folder / "explanation.json")
-        return [f"{name}.npy" for name in arrays] + [f"{name}.png" for name in pictures] + ["explanation.json"]
+        return ([f"{name}.npy" for name in arrays] + [f"{name}.nii.gz" for name in volumes]
+                + [f"{name}.png" for name in pictures] + ["explanation.json"])
+
+    def _volume_maps(self) -> dict[str, np.ndarray]:
+        """The maps written as NIfTI, by file name: none unless the record holds a volume's geometry."""
+        if "volume" not in self.record or self.map.ndim != 3:
+            return {}
+        maps = {"saliency": self.map, "segment": self.segment.astype(np.float32)}
+        if self.region is not None:
+            maps["region"] = self.region.astype(np.float32)
+        return maps
 
     @classmethod
     def load(cls, folder: str | Path) -> Attribution:

@@ -113,9 +113,13 @@ def header(record: dict) -> str:
         parts.append(f"score: {record['score'].get('name')}")
     target = record.get("target", {})
     kind = target.get("kind", "class")
-    x0, y0, x1, y1 = target.get("box", [0, 0, 0, 0])
-    where = {"box": f"box x {x0}-{x1}, y {y0}-{y1}",
-             "pixels": f"{len(target.get('pixels', []))} pixel(s)", "mask": "a mask"}.get(kind, "whole class")
+    box = target.get("box", [0, 0, 0, 0])
+    if len(box) == 6:  # a volume's box, in voxel indices (i, j, k)
+        corners = "box " + ", ".join(f"{axis} {box[n]}-{box[n + 3]}" for n, axis in enumerate("ijk"))
+    else:
+        corners = f"box x {box[0]}-{box[2]}, y {box[1]}-{box[3]}"
+    where = {"box": corners, "pixels": f"{len(target.get('pixels', []))} pixel(s)",
+             "voxels": f"{len(target.get('voxels', []))} voxel(s)", "mask": "a mask"}.get(kind, "whole class")
     if target.get("class") is not None:
         where += f", class {target['class']}"
     parts.append(f"target: {where}")

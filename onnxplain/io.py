@@ -55,19 +55,23 @@ def read_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask image: every non-zero pixel is in the mask.
+    """Read a mask image or volume: every non-zero pixel (voxel) is in the mask.
 
     Parameters
     ----------
     path : str or Path
-        A grayscale or colour image, or a 2-D NIfTI image.
+        A grayscale or colour image, a 2-D or 3-D NIfTI image, or a 3-D NumPy volume (``.npy``).
 
     Returns
     -------
-    ndarray of bool, shape (H, W)
+    ndarray of bool, shape (H, W) or (I, J, K)
     """
-    if is_nifti(path):
-        return _read_nifti(path, "mask") != 0
+    if is_nifti(path) or str(path).lower().endswith(".npy"):
+        from onnxplain.volumes import read_volume  # volumes need nibabel, imported only then
+
+        if is_nifti(path) and _nifti_dims(path) == 2:
+            return _read_nifti(path, "mask") != 0
+        return read_volume(path).array != 0
     with _open(path, "mask") as picture:
         return np.asarray(picture.convert("L")) > 0
 
@@ -78,6 +82,16 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 def is_nifti(path: str | Path) -> bool:
     """Whether `path` names a NIfTI file (``.nii`` or ``.nii.gz``)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _nifti_dims(path: str | Path) -> int | None:
+    """Axes longer than one in a NIfTI file's header, None when the file cannot be read (reading it says why)."""
+    import nibabel
+
+    try:
+        return sum(side > 1 for side in nibabel.load(path).shape)  # type: ignore[attr-defined]
+    except Exception:
+        return None
 
 
 def _read_nifti(path: str | Path, what: str) -> np.ndarray:
@@ -95,8 +109,8 @@ def _read_nifti(path: str | Path, what: str) -> np.ndarray:
     while kept.ndim > 2 and kept.shape[-1] == 1:  # a slice stored with trailing axes of length 1
         kept = kept[..., 0]
     if kept.ndim > 2:
-        raise OnnxplainError(f"{path} is a {np.squeeze(array).ndim}-D volume shaped {array.shape}; 3-D volumes are "
-                             "not supported by explain yet: give 2-D slices")
+        raise OnnxplainError(f"{path} is a {np.squeeze(array).ndim}-D volume shaped {array.shape}, and this needs a "
+                             "2-D image: give a 2-D slice, or explain the volume with a 3-D model")
     if kept.ndim < 2:
         raise OnnxplainError(f"{path} holds a {kept.ndim}-D array shaped {array.shape}, not a 2-D image")
     if not np.isfinite(kept).all():

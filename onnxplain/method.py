@@ -51,7 +51,8 @@ class Baseline:
 
 
 def make_baseline(
-    model: Segmenter, image: np.ndarray, target: Target | None = None, *, segment: np.ndarray | None = None
+    model: Segmenter, image: np.ndarray, target: Target | None = None, *, segment: np.ndarray | None = None,
+    spacing: tuple[float, ...] | None = None,
 ) -> Baseline:
     """Run the model once on the unperturbed `image` and build the reference for `target`.
 
@@ -69,6 +70,9 @@ def make_baseline(
         What to explain; the whole class (the model's default class) when omitted.
     segment : ndarray, optional
         A ground-truth segment to compare with instead of the model's own prediction.
+    spacing : tuple of float, optional
+        Size of a pixel (voxel) along each spatial axis, in the unit distances are measured in
+        (millimetres for NIfTI volumes); 1 per axis (pixels) when omitted.
 
     Returns
     -------
@@ -80,7 +84,7 @@ def make_baseline(
     if prepare is not None:
         prepare(image, class_index=target.class_index, output=target.output)
     output = model.predict(image[None], class_index=target.class_index, output=target.output)
-    reference = make_reference(output.mask[0], segment=segment, target=target)
+    reference = make_reference(output.mask[0], segment=segment, target=target, spacing=spacing)
     return Baseline(image=image, target=target, output=output, reference=reference)
 
 
@@ -112,6 +116,7 @@ class Method(ABC):
         *,
         segment: np.ndarray | None = None,
         baseline: Baseline | None = None,
+        spacing: tuple[float, ...] | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> Attribution:
@@ -130,6 +135,9 @@ class Method(ABC):
         baseline : Baseline, optional
             The unperturbed case, when several methods share it (see `make_baseline`); it must be
             of this `image`, `target` and `segment`.
+        spacing : tuple of float, optional
+            Size of a pixel (voxel) along each spatial axis, for the distances of scores
+            (millimetres for NIfTI volumes); pixels when omitted.
         batch_size : int, optional
             Perturbed images made, run, scored and aggregated together (the model runs them in
             forward passes of its own batch size); the model's batch size when omitted. Memory
@@ -155,7 +163,8 @@ class Method(ABC):
         if batch_size < 1:
             raise OnnxplainError(f"batch_size must be at least 1, got {batch_size}", parameters=("batch_size",))
         started = time.perf_counter()
-        baseline = baseline or make_baseline(model, image, target, segment=segment)
+        baseline = baseline or make_baseline(model, image, target, segment=segment, spacing=spacing)
+        patches = dict(getattr(model, "patch_counts", {}))  # a model that runs on patches counts them
         attribution = self._attribute(model, baseline, batch_size=batch_size, progress=progress)
         spatial = baseline.image.shape[:-1]
         if attribution.map.shape != spatial or not np.isfinite(attribution.map).all():
@@ -171,6 +180,13 @@ class Method(ABC):
             model=model.describe(),
             batch_size=batch_size,
         )
+        if baseline.reference.spacing is not None:
+            attribution.record["reference"]["spacing"] = list(baseline.reference.spacing)
+        if patches:  # how many patch passes the perturbed images ran, and how many reused the image's outputs
+            after = getattr(model, "patch_counts", patches)
+            counts = {key: after[key] - value for key, value in patches.items()}
+            attribution.record["patches"] = {**counts, "passes_saved": round(
+                counts["reused"] / max(1, counts["run"] + counts["reused"]), 4)}
         attribution.record.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 3)
         return attribution
 

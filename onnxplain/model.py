@@ -1,9 +1,11 @@
 """Run an ONNX segmentation model on batches of images: the only module that imports onnxruntime.
 
-Images enter in *image space*: float arrays shaped (n, H, W, C), usually in [0, 1], exactly what
-perturbations produce. `OnnxModel` scales and normalises them, orders the channels and the axes the
-way the model wants, runs onnxruntime in chunks of ``batch_size`` images, and turns the chosen
-output into the probability of the chosen class and a binary mask.
+Images enter in *image space*: float arrays shaped (n, H, W, C), or (n, D, H, W, C) for volumes,
+usually in [0, 1], exactly what perturbations produce. `OnnxModel` scales and normalises them,
+orders the channels and the axes the way the model wants, runs onnxruntime in chunks of
+``batch_size`` images (or, for volumes larger than the model's patch, patch by patch; see
+`onnxplain.patches`), and turns the chosen output into the probability of the chosen class and a
+binary mask.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from onnxplain.batching import batches, out_of_memory
 from onnxplain.errors import OnnxplainError, first_line
 from onnxplain.layers import Layer, default_layer, expose_layer, feed_layer, find_layer, list_layers
 from onnxplain.outputs import ModelOutput, OutputReader
+from onnxplain.patches import PatchGrid, check_patch_output
 from onnxplain.precision import (
     CALIBRATION_COPIES,
     CALIBRATION_SEED,
@@ -37,7 +40,7 @@ from onnxplain.precision import (
 )
 from onnxplain.resizing import resize_batch
 from onnxplain.session import CUDA, SessionSettings, create_session, default_cache_folder
-from onnxplain.signature import LAYOUTS, load_graph, output_name, producer_op, read_input_spec
+from onnxplain.signature import LAYOUTS, channel_axis, load_graph, output_name, producer_op, read_input_spec
 
 DEVICES = ("auto", "cpu", "cuda")
 COLORS = ("rgb", "bgr")
@@ -56,8 +59,9 @@ class OnnxModel:
     batch_size : int
         Images per forward pass. Memory grows linearly with it: about ``batch_size`` times the
         model's activations for one image, plus the input and output tensors.
-    layout : {'NCHW', 'NHWC', 'NHW'}, optional
-        Axis order of the image input; read from the model's input shape when omitted.
+    layout : {'NCHW', 'NHWC', 'NHW', 'NCDHW', 'NDHWC'}, optional
+        Axis order of the image input; read from the model's input shape when omitted. The last two
+        take volumes: images (D, H, W, C).
     channels : int, optional
         Image channels, needed only when the model's input leaves the channel axis symbolic.
     color : {'rgb', 'bgr'}
@@ -69,9 +73,21 @@ class OnnxModel:
         the model receives** (B, G, R for a ``'bgr'`` model), as model cards write them. `scale`
         defaults to 1, or to 255 for models whose input is uint8 (raw 0-255 pixels).
     resize : bool
-        For a model of fixed input size: resize every image (perturbed ones included) to that
+        For a 2-D model of fixed input size: resize every image (perturbed ones included) to that
         size before it runs, and its output back to the image's size, so images of any size can
         be explained and every map, target and segment stays in the image's own pixels.
+    patch : sequence of int, optional
+        Run the model patch by patch, over windows of this spatial size that slide over the image
+        (`onnxplain.patches`): for volumes larger than what the model takes, or than memory
+        allows in one pass. A 3-D model of fixed input size runs on patches of that size without
+        being asked. Outputs are blended with a Gaussian importance map. A perturbed image runs
+        only the patches whose input it changed; the other patches' outputs are reused from the
+        image being explained (see `prepare`), which gives the same output as running them all.
+    overlap : float
+        Share of a patch that the next one covers again, in [0, 1).
+    reuse_patches : bool
+        Reuse the explained image's patch outputs where a perturbed image equals it (the default);
+        False runs every patch of every image, for comparisons.
     output : int or str
         Which model output to explain by default, by index or name; a `Target` may name another.
     class_index : int
@@ -112,9 +128,9 @@ class OnnxModel:
     ((1, 240, 240), dtype('bool'))
     """
 
-    serves = frozenset({"predictions", "activations"})
+    serves: frozenset[str]
     """What methods can ask of this model: predictions, and any layer's activations (onnxruntime has no
-    gradients)."""
+    gradients) when the model runs on whole images, not patches."""
 
     def __init__(
         self,
@@ -133,6 +149,9 @@ class OnnxModel:
         activation: str = "auto",
         threshold: float | None = None,
         resize: bool = False,
+        patch: Sequence[int] | None = None,
+        overlap: float = 0.5,
+        reuse_patches: bool = True,
         precision: str = "fp32",
         min_dice: float = 0.95,
         min_correlation: float = 0.95,
@@ -147,15 +166,17 @@ class OnnxModel:
             _check_choice("layout", layout, LAYOUTS)
         if batch_size < 1:
             raise OnnxplainError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 <= overlap < 1:
+            raise OnnxplainError(f"overlap is a share of the patch in [0, 1), got {overlap}", parameters=("overlap",))
         if scale is not None and (not np.isfinite(scale) or scale == 0):
             raise OnnxplainError(f"scale must be a finite non-zero number, got {scale}")
 
         self.path = Path(path)
         self._settings: dict[str, Any] = dict(
             layout=layout, channels=channels, color=color, scale=scale, mean=mean, std=std, output=output,
-            class_index=class_index, activation=activation, threshold=threshold, resize=resize,
-            precision=precision, min_dice=min_dice, min_correlation=min_correlation, threads=threads,
-            optimization=optimization, cache=cache)
+            class_index=class_index, activation=activation, threshold=threshold, resize=resize, patch=patch,
+            overlap=overlap, reuse_patches=reuse_patches, precision=precision, min_dice=min_dice,
+            min_correlation=min_correlation, threads=threads, optimization=optimization, cache=cache)
         graph = load_graph(self.path)
         folder = None if cache is False else default_cache_folder() if cache is True else Path(cache)
         self.session_settings = SessionSettings(threads=threads, optimization=optimization, cache=folder)
@@ -188,13 +209,41 @@ class OnnxModel:
         self._readers: dict[str, OutputReader] = {}
         self.reader = self._reader(self.output_name)
         self.reader.class_index = _check_class(class_index)
-        height, width = self.input.height, self.input.width
+        fixed = None not in self.input.spatial
+        if resize and len(self.input.spatial) != 2:
+            raise OnnxplainError("resize applies to 2-D models; a volume model runs on patches of its size instead",
+                                 parameters=("resize",))
+        height, width = self.input.spatial[-2:]
         self.resize_to = (height, width) if resize and height is not None and width is not None else None
         """The model's own size that images are resized to, when `resize` applies."""
+        self.patch = self._patch_size(patch, fixed)
+        """Spatial size of the patches the model runs on, None when it runs on whole images."""
+        self.overlap = overlap
+        self.reuse_patches = reuse_patches
+        self.serves = frozenset({"predictions"} if self.patch else {"predictions", "activations"})
+        self._grids: dict[tuple[int, ...], PatchGrid] = {}
+        self._patch_base: np.ndarray | None = None  # the image being explained, whose patch outputs are reused
+        self._patch_outputs: dict[tuple[int, str], dict[int, np.ndarray]] = {}
+        self.patch_counts: dict[str, int] = {"run": 0, "reused": 0} if self.patch else {}
+        """Patches run through the model, and patches whose output was reused, so far (empty without patches)."""
         self._layers: list[Layer] | None = None
         self._layer_sessions: dict[tuple[str, str], ort.InferenceSession] = {}
         self.inference_seconds = 0.0
         """Time spent inside onnxruntime so far, in seconds (what explanations record as inference)."""
+
+    def _patch_size(self, patch: Sequence[int] | None, fixed: bool) -> tuple[int, ...] | None:
+        """The patch size asked for, or the model's own for a fixed-size volume model; checked."""
+        rank = len(self.input.spatial)
+        if patch is None:
+            return tuple(self.input.spatial) if fixed and rank == 3 else None  # type: ignore[arg-type]
+        size = tuple(int(side) for side in patch)
+        if len(size) != rank or min(size) < 1:
+            raise OnnxplainError(f"patch {size} does not fit the model's {rank} spatial axes; give {rank} positive "
+                                 "sizes", parameters=("patch",))
+        if any(want is not None and want != side for want, side in zip(self.input.spatial, size, strict=True)):
+            raise OnnxplainError(f"the model takes inputs of {_size_text(self.input.spatial)} only; give a patch "
+                                 "of that size", parameters=("patch",))
+        return size
 
     def reopen(self, path: str | Path) -> OnnxModel:
         """Load another ONNX file (a re-initialised copy of this model, say) with this model's settings."""
@@ -203,7 +252,8 @@ class OnnxModel:
     def _reader(self, name: str) -> OutputReader:
         """The reader of output `name`, made once (it settles the activation on its first batch)."""
         if name not in self._readers:
-            self._readers[name] = OutputReader(name, channels_last=self.input.layout == "NHWC",
+            self._readers[name] = OutputReader(name, channels_last=self.input.layout.endswith("C"),
+                                               spatial_rank=len(self.input.spatial),
                                                producer=self._producers[name], activation=self._activation,
                                                threshold=self._threshold)
         return self._readers[name]
@@ -211,56 +261,68 @@ class OnnxModel:
     @property
     def spatial_shape(self) -> tuple[int | None, ...]:
         """The input's spatial size, one entry per axis (None where the model takes any size)."""
-        if self.resize_to is not None:
-            return (None, None)
-        return (self.input.height, self.input.width)
+        if self.resize_to is not None or self.patch is not None:
+            return (None,) * len(self.input.spatial)
+        return self.input.spatial
 
     # --- image side -------------------------------------------------------------------------
 
     def check_image(self, image: np.ndarray) -> np.ndarray:
-        """Return `image` as float32 (H, W, C) after checking that the model takes it.
+        """Return `image` as float32 (*spatial, C) after checking that the model takes it.
 
         Parameters
         ----------
-        image : ndarray, shape (H, W) or (H, W, C)
-            Image in image space (the [0, 1] range that `scale` maps to the model's range).
+        image : ndarray, shape (H, W), (H, W, C), (D, H, W) or (D, H, W, C)
+            Image (or volume, for a 3-D model) in image space (the [0, 1] range that `scale` maps to
+            the model's range).
 
         Returns
         -------
-        ndarray of float32, shape (H, W, C)
+        ndarray of float32, shape (*spatial, C)
         """
         image = np.asarray(image)
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3:
-            raise OnnxplainError(f"an image must be shaped (H, W) or (H, W, C), got shape {image.shape}")
-        height, width, channels = image.shape
+        rank = len(self.input.spatial)
+        if image.ndim == rank:
+            image = image[..., None]
+        if image.ndim != rank + 1:
+            shapes = "(H, W) or (H, W, C)" if rank == 2 else "(D, H, W) or (D, H, W, C)"
+            what = "an image" if rank == 2 else "a volume"
+            raise OnnxplainError(f"the model takes {what} shaped {shapes}, got shape {image.shape}")
+        spatial, channels = image.shape[:-1], image.shape[-1]
         if channels != self.input.channels:
             raise OnnxplainError(
                 f"the image has {channels} channel(s) but the model takes {self.input.channels}; "
-                "convert the image (grayscale or RGB) to match"
+                + ("convert the image (grayscale or RGB) to match" if rank == 2
+                   else "give a volume of as many modalities")
             )
-        expected = self.spatial_shape
-        if (expected[0] is not None and expected[0] != height) or (expected[1] is not None and expected[1] != width):
-            raise OnnxplainError(
-                f"the image is {width}x{height} (width x height) but the model takes "
-                f"{_size_text(expected)}; resize the image to the model's input size, or let onnxplain resize it",
-                parameters=("resize",),
-            )
+        if self.patch is not None:
+            if any(side < size for side, size in zip(spatial, self.patch, strict=True)):
+                raise OnnxplainError(
+                    f"the volume is {_size_text(spatial)} voxels, smaller than the model's patch of "
+                    f"{_size_text(self.patch)}; pad the volume to at least the patch size", parameters=("patch",))
+        elif any(want is not None and want != side for want, side in zip(self.spatial_shape, spatial, strict=True)):
+            if rank == 2:
+                raise OnnxplainError(
+                    f"the image is {_size_text(spatial)} (width x height) but the model takes "
+                    f"{_size_text(self.spatial_shape)}; resize the image to the model's input size, or let onnxplain "
+                    "resize it", parameters=("resize",))
+            raise OnnxplainError(f"the volume is {_size_text(spatial)} voxels but the model takes "
+                                 f"{_size_text(self.spatial_shape)}; give a patch size to run it patch by patch",
+                                 parameters=("patch",))
         if not np.isfinite(image).all():
             raise OnnxplainError("the image contains NaN or infinite values")
         return image.astype(np.float32, copy=False)
 
     def to_tensor(self, images: np.ndarray) -> np.ndarray:
-        """Normalise a batch (n, H, W, C) in image space and arrange it as the model input."""
+        """Normalise a batch (n, *spatial, C) in image space and arrange it as the model input."""
         x = images if self.resize_to is None else resize_batch(images, self.resize_to)
         if self.color == "bgr" and self.input.channels == 3:
             x = x[..., ::-1]  # before normalising: mean and std are in the model's channel order
         gain, shift = self.scale / self.std, self.mean / self.std  # (x * scale - mean) / std
-        if self.input.layout == "NCHW":
+        if channel_axis(self.input.layout) == 1:
             # A view: the one pass below reads it and writes the model's order (one channel: no copy at all).
-            x = x.transpose(0, 3, 1, 2)
-            gain, shift = gain[:, None, None], shift[:, None, None]
+            x = np.moveaxis(x, -1, 1)
+            gain, shift = (v.reshape(-1, *(1,) * len(self.input.spatial)) for v in (gain, shift))
         elif self.input.layout == "NHW":
             x = x[..., 0]
         if self.scale != 1 or self.mean.any() or (self.std != 1).any():
@@ -282,7 +344,7 @@ class OnnxModel:
 
         Parameters
         ----------
-        images : ndarray, shape (n, H, W, C)
+        images : ndarray, shape (n, *spatial, C)
             Images in image space; `check_image` tells whether the model takes them.
         class_index : int, optional
             The class (output channel); the model's default when omitted.
@@ -294,15 +356,68 @@ class OnnxModel:
         ModelOutput
             Probabilities computed lazily, where a score reads them.
         """
-        if images.ndim != 4:
-            raise OnnxplainError(f"predict takes a batch shaped (n, H, W, C), got shape {images.shape}")
+        if images.ndim != len(self.input.spatial) + 2:
+            axes = "H, W" if len(self.input.spatial) == 2 else "D, H, W"
+            raise OnnxplainError(f"predict takes a batch shaped (n, {axes}, C), got shape {images.shape}")
         name = self.output_name if output is None else output_name(self._output_names, output)
         chosen = self.reader.class_index if class_index is None else _check_class(class_index)
+        if self.patch is not None:
+            return self._reader(name).read(self._predict_patches(images, name), chosen)
         # The batch is prepared and read once, whatever the forward-pass size: a model fixed to
         # batch 1 then costs one onnxruntime call per image and nothing more.
         tensor = self.to_tensor(images)
         raw = [self.run_tensor(chunk, name)[:keep] for (chunk,), keep in self._chunks(tensor)]
-        return self._read(raw, name, chosen, images.shape[1:3])
+        return self._read(raw, name, chosen, images.shape[1:-1])
+
+    def _predict_patches(self, images: np.ndarray, name: str) -> np.ndarray:
+        """Raw output `name` of each image, blended from its patches, in the layout the model gives.
+
+        Patches of an image that equal those of the image being explained (`prepare`'s) reuse its
+        outputs: a perturbation that hides a sphere runs only the few patches the sphere reaches.
+        """
+        spatial = images.shape[1:-1]
+        grid = self._grids.get(spatial)
+        if grid is None:
+            grid = self._grids[spatial] = PatchGrid(spatial, self.patch, overlap=self.overlap)  # type: ignore[arg-type]
+        base = self._patch_base
+        if not self.reuse_patches or base is None or base.shape != images.shape[1:]:
+            base = None
+        known = self._patch_outputs.setdefault((id(self._predicting_session()), name), {}) if base is not None else {}
+        blended: np.ndarray | None = None  # (n, K, *spatial), made once the number of channels K is known
+
+        def add(i: int, p: int, values: np.ndarray) -> None:
+            nonlocal blended
+            if blended is None:
+                blended = np.zeros((len(images), len(values), *spatial), np.float32)
+            grid.add(blended[i], p, values)
+
+        jobs: list[tuple[int, int, bool]] = []  # (image, patch, whether the patch equals the base's)
+        for i, image in enumerate(images):
+            same = ~grid.touched(np.any(image != base, axis=-1)) if base is not None else np.zeros(len(grid), bool)
+            for p in range(len(grid)):
+                if same[p] and p in known:
+                    add(i, p, known[p])
+                else:
+                    jobs.append((i, p, bool(same[p])))
+        self.patch_counts["reused"] += len(images) * len(grid) - len(jobs)
+        self.patch_counts["run"] += len(jobs)
+        for first in range(0, len(jobs), self.batch_size):
+            chunk = jobs[first:first + self.batch_size]
+            crops = np.stack([images[i][grid.windows[p]] for i, p, _ in chunk])
+            raw = np.concatenate([self.run_tensor(part, name)[:keep]
+                                  for (part,), keep in self._chunks(self.to_tensor(crops))])
+            if raw.dtype.kind in "iub":
+                raise OnnxplainError(f"output '{name}' holds class labels, which patches cannot be blended from; "
+                                     "explain an output of scores or probabilities", parameters=("output",))
+            first_axis = self._reader(name)._to_nchw(raw).astype(np.float32, copy=False)
+            check_patch_output(first_axis, (len(chunk), self.input.channels, *grid.patch))
+            for (i, p, same_as_base), values in zip(chunk, first_axis, strict=True):
+                add(i, p, values)
+                if same_as_base:
+                    known[p] = values
+        assert blended is not None  # every image has at least one patch
+        blended /= grid.weights
+        return np.moveaxis(blended, 1, -1) if self._reader(name).channels_last else blended
 
     def _predict_on(self, session: ort.InferenceSession, images: np.ndarray, **options: Any) -> ModelOutput:
         """`predict` on another session of this model (fp32's or a reduced one's), for the check."""
@@ -320,11 +435,15 @@ class OnnxModel:
         return self._predicting
 
     def prepare(self, image: np.ndarray, *, class_index: int | None = None, output: int | str | None = None) -> None:
-        """Make the reduced-precision model for `image` and check it against fp32; nothing at fp32.
+        """Get ready to explain `image`: the base of patch reuse, and the reduced-precision model.
 
-        int8 is calibrated on `image` and seeded perturbed copies of it; fp16 is converted once.
-        Then both are compared with fp32 on `image` (`onnxplain.precision.compare`), and the
-        figures recorded in `describe`. Calling it again with the same image does nothing.
+        A model that runs on patches keeps `image`: later images run only the patches where they
+        differ from it, and reuse its patch outputs elsewhere.
+
+        At a reduced precision, int8 is calibrated on `image` and seeded perturbed copies of it;
+        fp16 is converted once. Then both are compared with fp32 on `image`
+        (`onnxplain.precision.compare`), and the figures recorded in `describe`. Calling it again
+        with the same image does nothing.
 
         Parameters
         ----------
@@ -339,6 +458,11 @@ class OnnxModel:
             When the reduced model cannot be made or run, or agrees with fp32 less than `min_dice`
             or `min_correlation` say.
         """
+        if self.patch is not None:
+            checked = self.check_image(image)
+            if self._patch_base is None or not np.array_equal(self._patch_base, checked):
+                self._patch_base, self._patch_outputs = checked.copy(), {}
+                self.patch_counts = {"run": 0, "reused": 0}
         if self.precision == "fp32":
             return
         image = self.check_image(image)
@@ -350,6 +474,7 @@ class OnnxModel:
         record: dict[str, Any] = {"name": self.precision}
         if self._reduced is None or self.precision == "int8":
             self._reduced, record["session"] = self._reduced_session(image)
+            self._patch_outputs = {}  # outputs of an earlier reduced session are not this one's
         made = time.perf_counter()
         reduced = self._reduced
 
@@ -413,8 +538,12 @@ class OnnxModel:
         """A session of the model at the reduced precision (int8: calibrated on `image`)."""
         calibration, key = None, self.sha256
         if self.precision == "int8":
-            copies = perturbed_copies(image, CALIBRATION_COPIES, seed=CALIBRATION_SEED)
-            calibration = self.to_tensor(np.concatenate([image[None], copies]))
+            copies = np.concatenate([image[None], perturbed_copies(image, CALIBRATION_COPIES, seed=CALIBRATION_SEED)])
+            if self.patch is not None:  # the model takes patches: calibrate on a few of each copy's
+                grid = PatchGrid(image.shape[:-1], self.patch, overlap=self.overlap)
+                chosen = grid.windows[::max(1, len(grid) // 4)]
+                copies = np.stack([copy[window] for copy in copies for window in chosen])
+            calibration = self.to_tensor(copies)
             key = f"{key}|{image_key(calibration)}"
         data = reduce_model(self.path, self.precision, calibration=calibration, input_name=self.input.name,
                             cache=self.session_settings.cache, key=key)
@@ -453,6 +582,7 @@ class OnnxModel:
         class_index, output
             As for `predict`.
         """
+        self._whole_images("layer methods")
         name = self.output_name if output is None else output_name(self._output_names, output)
         chosen = self.reader.class_index if class_index is None else _check_class(class_index)
         layer = self.layer(layer).name
@@ -461,7 +591,7 @@ class OnnxModel:
         session = self._edited_session("feed", layer)
         values = np.ascontiguousarray(activations, dtype=np.float32)
         raw = self._run_edited(session, name, self.to_tensor(images), {layer: values})
-        return self._read(raw, name, chosen, images.shape[1:3])
+        return self._read(raw, name, chosen, images.shape[1:-1])
 
     def _read(self, raw: list[np.ndarray], name: str, class_index: int, size: tuple[int, ...]) -> ModelOutput:
         """Read raw output batches of output `name` as probabilities and masks, at the image's `size`."""
@@ -548,9 +678,15 @@ class OnnxModel:
         -------
         ndarray of float32, shape (n, channels, h, w)
         """
+        self._whole_images("layer activations")
         name = self.layer(layer).name
         parts = self._run_edited(self._edited_session("expose", name), name, self.to_tensor(images))
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _whole_images(self, what: str) -> None:
+        if self.patch is not None:
+            raise OnnxplainError(f"{what} need the whole image in one pass, and this model runs on patches of "
+                                 f"{_size_text(self.patch)}; use a perturbation method", parameters=("method",))
 
     def _edited_session(self, edit: str, layer: str) -> ort.InferenceSession:
         """A session of the model with feature map `layer` exposed as an output or fed as an input, made once."""
@@ -620,8 +756,7 @@ class OnnxModel:
                 "name": self.input.name,
                 "layout": self.input.layout,
                 "channels": self.input.channels,
-                "height": self.input.height,
-                "width": self.input.width,
+                "spatial": list(self.input.spatial),
                 "batch": self.input.batch,
                 "dtype": str(self.input.dtype),
             },
@@ -639,6 +774,8 @@ class OnnxModel:
             "activation": self.reader.activation,
             "threshold": self.reader.threshold_used,
             "batch_size": self.batch_size,
+            "patches": None if self.patch is None else {"size": list(self.patch), "overlap": self.overlap,
+                                                        "blending": "gaussian, sigma 1/8 of the patch"},
             "precision": self._precision_record,
             "session": self._session_record,
             "onnxruntime": ort.__version__,
@@ -712,6 +849,7 @@ def _per_channel(name: str, value: float | Sequence[float], channels: int) -> np
     return array
 
 
-def _size_text(size: tuple[int | None, ...]) -> str:
-    height, width = size
-    return f"{width if width is not None else 'any'}x{height if height is not None else 'any'}"
+def _size_text(size: Sequence[int | None]) -> str:
+    """A size as people write it: width x height for images, the axes in order for volumes."""
+    shown = ["any" if side is None else str(side) for side in size]
+    return "x".join(shown[::-1] if len(shown) == 2 else shown)

@@ -19,9 +19,9 @@ class ModelOutput:
 
     Attributes
     ----------
-    mask : ndarray of bool, shape (n, H', W')
-        Pixels segmented as the chosen class.
-    probability : ndarray of float32, shape (n, H', W')
+    mask : ndarray of bool, shape (n, *output spatial)
+        Pixels (voxels) segmented as the chosen class.
+    probability : ndarray of float32, shape (n, *output spatial)
         Probability of the chosen class at every output pixel.
     """
 
@@ -56,7 +56,9 @@ class OutputReader:
     name : str
         The output's name, for messages.
     channels_last : bool
-        Whether a 4-D output is (N, H, W, C) rather than (N, C, H, W).
+        Whether an output with a channel axis has it last, (N, H, W, C), rather than after the batch.
+    spatial_rank : int
+        Spatial axes of the output: 2 for images, 3 for volumes.
     class_index : int
         Channel (class) to read.
     activation : {'auto', 'sigmoid', 'softmax', 'none'}
@@ -67,8 +69,8 @@ class OutputReader:
         Type of the node that computes the output (``'Sigmoid'`` means probabilities already).
     """
 
-    def __init__(self, name: str, *, channels_last: bool, class_index: int = 0, activation: str = "auto",
-                 threshold: float | None = None, producer: str | None = None):
+    def __init__(self, name: str, *, channels_last: bool, spatial_rank: int = 2, class_index: int = 0,
+                 activation: str = "auto", threshold: float | None = None, producer: str | None = None):
         if activation not in ACTIVATIONS:
             raise OnnxplainError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
         if class_index < 0:
@@ -77,6 +79,7 @@ class OutputReader:
             raise OnnxplainError(f"threshold must be a probability in [0, 1], got {threshold}")
         self.name = name
         self.channels_last = channels_last
+        self.spatial_rank = spatial_rank
         self.class_index = class_index
         self.activation = activation
         self.threshold = threshold
@@ -159,12 +162,15 @@ class OutputReader:
         return ModelOutput(mask=mask, probability=mask.astype(np.float32))
 
     def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
-        if raw.ndim == 3:
+        """The output with its channels right after the batch axis (one channel added where it has none)."""
+        if raw.ndim == self.spatial_rank + 1:
             return raw[:, None]
-        if raw.ndim == 4:
-            return raw.transpose(0, 3, 1, 2) if self.channels_last else raw
+        if raw.ndim == self.spatial_rank + 2:
+            return np.moveaxis(raw, -1, 1) if self.channels_last else raw
+        expected = "(N, C, H, W), (N, H, W, C) or (N, H, W)" if self.spatial_rank == 2 else \
+            "(N, C, D, H, W), (N, D, H, W, C) or (N, D, H, W)"
         raise OnnxplainError(
             f"output '{self.name}' has shape {raw.shape}; onnxplain explains segmentation outputs "
-            "shaped (N, C, H, W), (N, H, W, C) or (N, H, W); choose another output",
+            f"shaped {expected}; choose another output",
             parameters=("output",),
         )

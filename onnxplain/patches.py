@@ -9,6 +9,7 @@ volume; only the input, the output and one weight volume are whole.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -57,6 +58,66 @@ def gaussian_importance(patch: Sequence[int], *, sigma_scale: float = 0.125) -> 
     return weights
 
 
+class PatchGrid:
+    """The patches that cover a volume: where each sits, and how their outputs blend.
+
+    Parameters
+    ----------
+    spatial : tuple of int
+        The volume's spatial shape.
+    patch : sequence of int
+        The model's spatial input size, one per spatial axis.
+    overlap : float
+        Share of a patch that its neighbour covers again, in [0, 1).
+    sigma_scale : float
+        Width of the Gaussian importance map, as a share of the patch.
+
+    Examples
+    --------
+    >>> grid = PatchGrid((96, 96, 96), (48, 48, 48))
+    >>> len(grid), grid.windows[1]
+    (27, (slice(0, 48, None), slice(0, 48, None), slice(24, 72, None)))
+    """
+
+    def __init__(self, spatial: Sequence[int], patch: Sequence[int], *, overlap: float = 0.5,
+                 sigma_scale: float = 0.125):
+        self.spatial, self.patch = tuple(int(s) for s in spatial), tuple(int(s) for s in patch)
+        if len(self.patch) != len(self.spatial):
+            raise OnnxplainError(f"the patch {self.patch} has {len(self.patch)} axes, the volume {len(self.spatial)} "
+                                 f"spatial axes (spatial shape {self.spatial})")
+        starts = [patch_starts(side, size, overlap) for side, size in zip(self.spatial, self.patch, strict=True)]
+        self.windows = [tuple(slice(c, c + size) for c, size in zip(corner, self.patch, strict=True))
+                        for corner in itertools.product(*starts)]
+        """Each patch's place in the volume, as slices of its spatial axes."""
+        self.importance = gaussian_importance(self.patch, sigma_scale=sigma_scale)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def touched(self, changed: np.ndarray) -> np.ndarray:
+        """Which patches hold at least one voxel of the boolean `changed` (the volume's spatial shape)."""
+        return np.array([changed[window].any() for window in self.windows], bool)
+
+    @functools.cached_property
+    def weights(self) -> np.ndarray:
+        """Sum of the importance maps over the patches covering each voxel: what blended outputs divide by."""
+        weights = np.zeros(self.spatial, np.float32)
+        for window in self.windows:
+            weights[window] += self.importance
+        return weights
+
+    def add(self, blended: np.ndarray, index: int, values: np.ndarray) -> None:
+        """Add patch `index`'s output `values` (K, *patch), weighted by importance, into `blended` (K, *spatial)."""
+        blended[(slice(None), *self.windows[index])] += values * self.importance
+
+    def blend(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Blend one output per patch, each (K, *patch), into the volume's output (K, *spatial), float32."""
+        blended = np.zeros((outputs[0].shape[0], *self.spatial), np.float32)
+        for index, values in enumerate(outputs):
+            self.add(blended, index, values)
+        return blended / self.weights
+
+
 def sliding_window(
     volume: np.ndarray,
     patch: Sequence[int],
@@ -87,27 +148,19 @@ def sliding_window(
     -------
     ndarray of float32, shape (K, *spatial)
     """
-    spatial = volume.shape[1:]
-    if len(patch) != len(spatial):
-        raise OnnxplainError(f"the patch {tuple(patch)} has {len(patch)} axes, the volume {len(spatial)} "
-                             f"spatial axes (shape {volume.shape}, channels first)")
-    starts = [patch_starts(side, size, overlap) for side, size in zip(spatial, patch, strict=True)]
-    corners = list(itertools.product(*starts))
-    importance = gaussian_importance(patch, sigma_scale=sigma_scale)
-    output: np.ndarray | None = None
-    weights = np.zeros(spatial, np.float32)
-    for first in range(0, len(corners), batch_size):
-        chosen = corners[first:first + batch_size]
-        windows = [tuple(slice(c, c + size) for c, size in zip(corner, patch, strict=True)) for corner in chosen]
+    grid = PatchGrid(volume.shape[1:], patch, overlap=overlap, sigma_scale=sigma_scale)
+    outputs: list[np.ndarray] = []
+    for first in range(0, len(grid), batch_size):
+        windows = grid.windows[first:first + batch_size]
         batch = np.stack([volume[(slice(None), *window)] for window in windows])
         result = np.asarray(predict(batch), np.float32)
-        if result.ndim != batch.ndim or result.shape[0] != len(chosen) or result.shape[2:] != tuple(patch):
-            raise OnnxplainError(f"patch inference returned shape {result.shape} for patches shaped {batch.shape}; "
-                                 "the model must keep the patch's spatial size")
-        if output is None:
-            output = np.zeros((result.shape[1], *spatial), np.float32)
-        for window, values in zip(windows, result, strict=True):
-            output[(slice(None), *window)] += values * importance
-            weights[window] += importance
-    assert output is not None  # there is always at least one patch
-    return output / weights
+        check_patch_output(result, batch.shape)
+        outputs.extend(result)
+    return grid.blend(outputs)
+
+
+def check_patch_output(result: np.ndarray, patches: tuple[int, ...]) -> None:
+    """Refuse outputs (n, K, *patch) that do not keep the patches' (n, C, *patch) number and spatial size."""
+    if result.ndim != len(patches) or result.shape[0] != patches[0] or result.shape[2:] != tuple(patches[2:]):
+        raise OnnxplainError(f"patch inference returned shape {result.shape} for patches shaped {patches}; "
+                             "the model must keep the patch's spatial size")

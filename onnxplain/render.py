@@ -57,12 +57,12 @@ _MARKED = 20  # target components of fewer pixels are marked with a ring: a bare
 
 def pictures(attribution: Attribution, *, color_map: str = "jet", signed_map: str = SIGNED_MAP
              ) -> dict[str, Image.Image]:
-    """Every picture of a 2-D attribution, by file name (without ``.png``).
+    """Every picture of an attribution, by file name (without ``.png``).
 
     ``summary`` (the one to open first), ``heatmap``, ``overlay`` and ``isolines`` always;
     ``circles_raw``, ``circles_better`` and ``circles_worse`` when the attribution holds circles
-    (HDM); ``rise_max`` when it holds RISE's per-pixel maximum. Maps with other than two spatial
-    axes get none.
+    (HDM); ``rise_max`` when it holds RISE's per-pixel maximum. Maps of volumes (three spatial
+    axes) get those of `onnxplain.render_volume.pictures`; maps of other shapes get none.
 
     Parameters
     ----------
@@ -73,6 +73,10 @@ def pictures(attribution: Attribution, *, color_map: str = "jet", signed_map: st
     signed_map : str
         Diverging colour map of maps with negative values, centred on zero.
     """
+    if attribution.map.ndim == 3:
+        from onnxplain.render_volume import pictures as volume_pictures  # it imports this module: imported here
+
+        return volume_pictures(attribution, color_map=color_map, signed_map=signed_map)
     if attribution.map.ndim != 2:
         return {}
     scene = _Scene.of(attribution, color_map=color_map, signed_map=signed_map)
@@ -437,13 +441,7 @@ def _layout(panels: list[_Panel], *, header: str | None = None) -> Image.Image:
         figure.figimage(panel.picture, xo=x, yo=y, origin="upper")
         figure.text(*box(x + w / 2, y + h + 6)[:2], panel.title, ha="center", va="bottom", fontsize=_points(_FONT + 2))
         if panel.scale is not None:
-            saturated = getattr(panel.scale, "saturated", False)
-            extend = ("both" if float(panel.scale.get_clim()[0] or 0) < 0 else "max") if saturated else "neither"
-            bar = figure.colorbar(panel.scale, cax=figure.add_axes(box(x + w + 10, y, 16, h)), extend=extend)
-            bar.ax.tick_params(labelsize=_points(_FONT - 1))
-            label = panel.label + (f"; arrows: top {SATURATED_PERCENT:g} % of pixels, off scale"
-                                   if saturated else "")
-            bar.set_label(textwrap.fill(label, max(20, h // 8)), fontsize=_points(_FONT))
+            _colorbar(figure, panel.scale, panel.label, box(x + w + 10, y, 16, h), h)
         if panel.legend:
             figure.legend(handles=panel.legend, loc="upper center", bbox_to_anchor=box(x + w / 2, y - 2)[:2],
                           ncol=len(panel.legend), frameon=False, fontsize=_points(_FONT), handlelength=1.6)
@@ -456,6 +454,18 @@ def _layout(panels: list[_Panel], *, header: str | None = None) -> Image.Image:
         figure.text(*box(_PAD, size[1] - _PAD)[:2], header, ha="left", va="top", fontsize=_points(_FONT + 2),
                     fontweight="bold")
     return Image.fromarray(_canvas(figure))
+
+
+def _colorbar(figure: Figure, scale: ScalarMappable, label: str, rect: tuple[float, float, float, float],
+              height: int, *, units: str = "pixels") -> None:
+    """The colour bar of `scale` in `rect` (fractions of `figure`), `height` pixels tall, with its label; a
+    saturated scale gets arrows, and the label says what they mean."""
+    saturated = getattr(scale, "saturated", False)
+    extend = ("both" if float(scale.get_clim()[0] or 0) < 0 else "max") if saturated else "neither"
+    bar = figure.colorbar(scale, cax=figure.add_axes(rect), extend=extend)
+    bar.ax.tick_params(labelsize=_points(_FONT - 1))
+    label += f"; arrows: top {SATURATED_PERCENT:g} % of {units}, off scale" if saturated else ""
+    bar.set_label(textwrap.fill(label, max(20, height // 8)), fontsize=_points(_FONT))
 
 
 def _note(axes: Any, text: str, width: int) -> None:

@@ -14,7 +14,9 @@ import onnx
 
 from onnxplain.errors import OnnxplainError, first_line
 
-LAYOUTS = ("NCHW", "NHWC", "NHW")
+LAYOUTS = ("NCHW", "NHWC", "NHW", "NCDHW", "NDHWC")
+"""Axis orders of an image input: N the batch, C the channels, D, H and W the spatial axes (D the third
+axis of a volume)."""
 _DTYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
     "tensor(float16)": np.dtype(np.float16),
@@ -22,6 +24,18 @@ _DTYPES: dict[str, np.dtype] = {
     "tensor(uint8)": np.dtype(np.uint8),
 }
 _IMAGE_CHANNELS = (1, 3, 4)
+_VOLUME_CHANNELS = (1, 2, 3, 4)  # volumes: one or a few modalities (T1, T2, FLAIR...), never RGB by necessity
+_BY_RANK = {3: ("NHW",), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+
+
+def channel_axis(layout: str) -> int | None:
+    """Axis of the channels in an input of `layout`, None when it has none."""
+    return layout.index("C") if "C" in layout else None
+
+
+def spatial_axes(layout: str) -> tuple[int, ...]:
+    """Axes of the spatial dimensions in an input of `layout`, in order."""
+    return tuple(axis for axis, name in enumerate(layout) if name in "DHW")
 
 
 @dataclass(frozen=True)
@@ -32,12 +46,13 @@ class InputSpec:
     ----------
     name : str
         Name of the ONNX input.
-    layout : {'NCHW', 'NHWC', 'NHW'}
+    layout : {'NCHW', 'NHWC', 'NHW', 'NCDHW', 'NDHWC'}
         Axis order of the input tensor.
     channels : int
         Image channels the model takes.
-    height, width : int or None
-        Fixed spatial size, or None where the model takes any size.
+    spatial : tuple of (int or None)
+        Fixed size along each spatial axis (two for images, three for volumes), None where the model
+        takes any size.
     batch : int or None
         Fixed batch size, or None for a dynamic batch axis.
     dtype : numpy.dtype
@@ -47,10 +62,19 @@ class InputSpec:
     name: str
     layout: str
     channels: int
-    height: int | None
-    width: int | None
+    spatial: tuple[int | None, ...]
     batch: int | None
     dtype: np.dtype
+
+    @property
+    def height(self) -> int | None:
+        """Fixed size of the second-last spatial axis (an image's rows), None where any goes."""
+        return self.spatial[-2]
+
+    @property
+    def width(self) -> int | None:
+        """Fixed size of the last spatial axis (an image's columns), None where any goes."""
+        return self.spatial[-1]
 
 
 def load_graph(path: Path) -> onnx.GraphProto:
@@ -84,24 +108,24 @@ def read_input_spec(inputs: Sequence, layout: str | None, channels: int | None) 
             f"input '{node.name}' has type {node.type}; onnxplain feeds float32, float16, float64 or uint8 images"
         )
     shape = [dim if isinstance(dim, int) and dim > 0 else None for dim in node.shape]
-    if len(shape) == 3:
-        layout = layout or "NHW"
-    elif len(shape) == 4:
-        layout = layout or guess_layout(shape)
-    else:
+    choices = _BY_RANK.get(len(shape))
+    if choices is None:
         raise OnnxplainError(
             f"input '{node.name}' has shape {node.shape}; onnxplain explains image models whose input is "
-            "(N, C, H, W), (N, H, W, C) or (N, H, W)"
+            "(N, C, H, W), (N, H, W, C) or (N, H, W), and volume models whose input is (N, C, D, H, W) or "
+            "(N, D, H, W, C)"
         )
-    if (layout == "NHW") != (len(shape) == 3):
-        raise OnnxplainError(f"layout {layout} does not fit input '{node.name}' of shape {node.shape}",
-                             parameters=("layout",))
-    channel_axis = {"NCHW": 1, "NHWC": 3, "NHW": None}[layout]
-    spatial = {"NCHW": (2, 3), "NHWC": (1, 2), "NHW": (1, 2)}[layout]
-    declared = 1 if channel_axis is None else shape[channel_axis]
-    if layout != "NHW" and declared is not None and declared not in _IMAGE_CHANNELS:
-        other = "NHWC" if layout == "NCHW" else "NCHW"
-        if shape[{"NCHW": 1, "NHWC": 3}[other]] in _IMAGE_CHANNELS:
+    layout = layout or (choices[0] if len(choices) == 1 else guess_layout(shape))
+    if layout not in choices:
+        raise OnnxplainError(f"layout {layout} does not fit input '{node.name}' of shape {node.shape}; it takes "
+                             f"{' or '.join(choices)}", parameters=("layout",))
+    axis = channel_axis(layout)
+    declared = 1 if axis is None else shape[axis]
+    plausible = _IMAGE_CHANNELS if len(shape) == 4 else _VOLUME_CHANNELS
+    if axis is not None and declared is not None and declared not in plausible:
+        other = next(choice for choice in choices if choice != layout)
+        other_axis = channel_axis(other)
+        if other_axis is not None and shape[other_axis] in plausible:
             raise OnnxplainError(
                 f"layout {layout} reads input '{node.name}' of shape {node.shape} as {declared} channels, but the "
                 f"shape looks like {other}; use {other}, or leave the layout to onnxplain", parameters=("layout",))
@@ -119,24 +143,28 @@ def read_input_spec(inputs: Sequence, layout: str | None, channels: int | None) 
         name=node.name,
         layout=layout,
         channels=declared,
-        height=shape[spatial[0]],
-        width=shape[spatial[1]],
+        spatial=tuple(shape[axis] for axis in spatial_axes(layout)),
         batch=shape[0],
         dtype=dtype,
     )
 
 
 def guess_layout(shape: list[int | None]) -> str:
-    """NCHW or NHWC, from which of axes 1 and 3 looks like image channels (1, 3 or 4)."""
-    first, last = shape[1], shape[3]
-    first_is_channels = first in _IMAGE_CHANNELS
-    last_is_channels = last in _IMAGE_CHANNELS
+    """Channels first or last, from which of axis 1 and the last axis looks like channels.
+
+    Image channels are 1, 3 or 4; volume channels (modalities) 1 to 4.
+    """
+    first, last = shape[1], shape[-1]
+    plausible = _IMAGE_CHANNELS if len(shape) == 4 else _VOLUME_CHANNELS
+    first_is_channels = first in plausible
+    last_is_channels = last in plausible
+    first_layout, last_layout = _BY_RANK[len(shape)]
     if first_is_channels and not last_is_channels:
-        return "NCHW"
+        return first_layout
     if last_is_channels and not first_is_channels:
-        return "NHWC"
+        return last_layout
     raise OnnxplainError(
-        f"cannot tell whether the input of shape {shape} is NCHW or NHWC; give the layout",
+        f"cannot tell whether the input of shape {shape} is {first_layout} or {last_layout}; give the layout",
         parameters=("layout",),
     )
 

@@ -9,7 +9,9 @@ a viewer's orientation, so that a voxel index means the same voxel in the volume
 
 from __future__ import annotations
 
+import base64
 import gzip
+import io as io_module
 import logging
 import math
 from dataclasses import dataclass, field
@@ -170,3 +172,102 @@ def write_volume(array: np.ndarray, like: Volume, path: str | Path) -> Path:
     with io.atomic_path(path) as staging:
         staging.write_bytes(gzip.compress(content, mtime=0) if path.name.lower().endswith(".gz") else content)
     return path
+
+
+def geometry(volume: Volume) -> dict[str, Any]:
+    """The volume's geometry as plain data for a record: enough for `write_like` to write aligned maps.
+
+    Holds the affine, the spacing, the file and, for NIfTI, the header as stored (base64), whose
+    sform, qform, codes and units every map then carries.
+    """
+    record: dict[str, Any] = {"file": None if volume.path is None else str(volume.path), "shape": list(volume.shape),
+                              "spacing": list(volume.spacing), "affine": np.asarray(volume.affine).tolist()}
+    if volume.header is not None:
+        record["nifti_header"] = base64.b64encode(volume.header.binaryblock).decode("ascii")
+    return record
+
+
+def write_like(array: np.ndarray, record: dict[str, Any], path: str | Path) -> Path:
+    """Write `array` as NIfTI with the geometry of a volume that `geometry` recorded (see `write_volume`)."""
+    import nibabel
+
+    header = None
+    if "nifti_header" in record:
+        block = base64.b64decode(record["nifti_header"])
+        kind: Any = nibabel.Nifti2Header if len(block) == nibabel.Nifti2Header.sizeof_hdr else nibabel.Nifti1Header
+        header = kind.from_fileobj(io_module.BytesIO(block), check=False)
+    spacing = tuple(float(s) for s in record["spacing"])
+    shape = tuple(record["shape"])
+    if np.shape(array) != shape:
+        raise OnnxplainError(f"a map of a volume shaped {shape} has that shape, got {np.shape(array)}")
+    # The array only gives write_volume the shape: left uninitialised, it costs no memory.
+    like = Volume(array=np.empty(shape, np.float32), affine=np.asarray(record["affine"], np.float64),
+                  spacing=(spacing[0], spacing[1], spacing[2]), header=header)
+    return write_volume(array, like, path)
+
+
+INTENSITIES = ("none", "zscore", "percentile", "window")
+
+
+def normalise_intensity(array: np.ndarray, mode: str = "none", *, percentiles: tuple[float, float] = (0.5, 99.5),
+                        window: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Bring a volume's scanner values to what a medical model was trained on.
+
+    The statistics come from the unperturbed volume, once: a perturbation then changes the voxels it
+    touches and nothing else (which is what lets a patch-based model re-run only the patches it
+    touches), where normalising each perturbed volume afresh would shift every voxel a little.
+
+    Parameters
+    ----------
+    array : ndarray
+        The volume (any shape; channels normalised together).
+    mode : {'none', 'zscore', 'percentile', 'window'}
+        ``'zscore'``: minus the mean, over the standard deviation (nnU-Net's MRI scheme);
+        ``'percentile'``: clipped to the `percentiles` and scaled to [0, 1] (MONAI's
+        ``ScaleIntensityRangePercentiles``); ``'window'``: a CT window, clipped to
+        ``level ± width / 2`` and scaled to [0, 1]; ``'none'``: as stored.
+    percentiles : (float, float)
+        Lower and upper percentile of ``'percentile'``.
+    window : (float, float), optional
+        ``(level, width)`` of ``'window'``, in the volume's units (Hounsfield units for CT:
+        (40, 400) is a soft-tissue window).
+
+    Returns
+    -------
+    (ndarray of float32, dict)
+        The normalised volume, and what was done, with the statistics used, for the record.
+
+    Examples
+    --------
+    >>> volume = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    >>> normalise_intensity(volume, "window", window=(4, 4))[0].ravel().tolist()
+    [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    if mode not in INTENSITIES:
+        raise OnnxplainError(f"intensity must be one of {', '.join(INTENSITIES)}; got {mode!r}",
+                             parameters=("intensity",))
+    values = np.asarray(array, np.float32)
+    if mode == "none":
+        return values, {"mode": mode}
+    if mode == "zscore":
+        mean, std = float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))
+        if std == 0:
+            raise OnnxplainError("the volume is constant, so it has no z-score; choose another intensity mode",
+                                 parameters=("intensity",))
+        return ((values - mean) / std).astype(np.float32), {"mode": mode, "mean": mean, "std": std}
+    if mode == "percentile":
+        low_percent, high_percent = percentiles
+        if not 0 <= low_percent < high_percent <= 100:
+            raise OnnxplainError(f"percentiles must be 0 <= low < high <= 100, got {percentiles}",
+                                 parameters=("percentiles",))
+        low, high = (float(v) for v in np.percentile(values, [low_percent, high_percent]))
+        record = {"mode": mode, "percentiles": [low_percent, high_percent], "low": low, "high": high}
+    else:
+        if window is None or not window[1] > 0:
+            raise OnnxplainError(f"a window is a level and a positive width, got {window}", parameters=("window",))
+        low, high = window[0] - window[1] / 2, window[0] + window[1] / 2
+        record = {"mode": mode, "level": float(window[0]), "width": float(window[1]), "low": low, "high": high}
+    if high <= low:
+        raise OnnxplainError(f"the volume's values span nothing between {low} and {high}; choose another intensity "
+                             "mode", parameters=("intensity",))
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32), record

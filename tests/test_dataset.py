@@ -181,7 +181,7 @@ def test_a_3d_nifti_volume_is_that_images_error(runner, brightness, bright_squar
     write_nifti(tmp_path / "set" / "volume.nii", np.zeros((32, 32, 5)))
     result = run(runner, "explain", brightness(), "--dataset", tmp_path / "set", *HDM, "--out", tmp_path / "out")
     assert result.exit_code == 1 and "1 failed" in result.output, result.output
-    assert "Failed: volume.nii: " in result.output and "3-D volumes are not supported by explain yet" in result.output
+    assert "Failed: volume.nii: " in result.output and "this needs a 2-D image" in result.output
     assert [p.name for p in finished(tmp_path / "out")] == ["a.png"]
 
 

@@ -65,7 +65,8 @@ class _Cli(click.Group):
         except OnnxplainError as error:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(flag_advice(error)) from error
+            # One line, whatever the message quotes (a library's error may span several).
+            raise click.ClickException(" ".join(flag_advice(error).split())) from error
         except MemoryError:
             raise click.ClickException("ran out of memory; use a smaller --batch-size, or explain a smaller image "
                                        "(nothing was written for the unfinished work)") from None

@@ -49,6 +49,11 @@ def model_options(command: Callable) -> Callable:
                      help="Divides after the mean: one value, or one per channel, in the model's channel order."),
         click.option("--resize", is_flag=True,
                      help="Resize images to a fixed-size model's input, and its output back to the image."),
+        click.option("--patch", default=None, metavar="D,H,W",
+                     help="Run the model on patches of this size sliding over the volume, blended with Gaussian "
+                          "weights [default: a fixed-size 3-D model's own size; none otherwise]."),
+        click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+                     help="Share of a patch that the next patch covers again."),
         click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                      help="Precision of the forward passes: fp16 converted, int8 calibrated on the image; either is "
                           "checked against fp32 on the image first and refused if it changes the answer."),
@@ -81,13 +86,15 @@ def open_model(path: Path, options: dict) -> OnnxModel:
         channels=options["channels"],
         color=options["color"],
         scale=options["scale"],
-        mean=_floats(options["mean"], "--mean"),
-        std=_floats(options["std"], "--std"),
+        mean=floats(options["mean"], "--mean"),
+        std=floats(options["std"], "--std"),
         output=options["output"],
         class_index=options["class_index"],
         activation=options["activation"],
         threshold=options["threshold"],
         resize=options["resize"],
+        patch=None if options["patch"] is None else _integers(options["patch"], "--patch"),
+        overlap=options["overlap"],
         precision=options["precision"],
         min_dice=options["min_dice"],
         min_correlation=options["min_correlation"],
@@ -107,7 +114,14 @@ def create_plugin(kind: str, name: str, pairs: tuple[str, ...]) -> object:
     return plugins.create(kind, name, **parse_parameters(plugins.get(kind, name), pairs))
 
 
-def _floats(text: str, option: str) -> list[float]:
+def _integers(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not comma-separated whole numbers", param_hint=option) from None
+
+
+def floats(text: str, option: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
@@ -171,5 +185,5 @@ def method_params(pairs: tuple[str, ...], name: str, names: tuple[str, ...]) -> 
 
 
 def result_bytes(image: np.ndarray, results: int) -> int:
-    """About the disk space that `results` saved attributions of `image` take (arrays and pictures)."""
-    return image.shape[0] * image.shape[1] * 64 * results
+    """About the disk space that `results` saved attributions of `image` (*spatial, C) take (arrays, pictures)."""
+    return int(np.prod(image.shape[:-1])) * 64 * results

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 from onnxplain import io, render
 from onnxplain.cli.common import (
     create_method,
     create_plugin,
+    floats,
     method_params,
     model_options,
     open_model,
@@ -23,6 +25,7 @@ from onnxplain.cli.datasets import check_single_image, engine_options, report, r
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import DEVICES, OnnxModel
 from onnxplain.registry import plugins
+from onnxplain.volumes import INTENSITIES, Volume, geometry, normalise_intensity, read_volume
 
 
 @click.command()
@@ -52,12 +55,26 @@ from onnxplain.registry import plugins
               help="For RISE: also merge the per-pixel maps by their maximum (rise_max.npy, rise_max.png); "
                    "the same as -p per_pixel_max=true.")
 @click.option("--color-map", default="jet", show_default=True, help="Matplotlib colormap of the pictures.")
+@click.option("--intensity", type=click.Choice(INTENSITIES), default="none", show_default=True,
+              help="For volumes: how scanner values become the model's input, from the unperturbed volume's "
+                   "statistics: zscore (MRI), percentile (clip and scale to [0, 1]), window (CT, see --window).")
+@click.option("--percentiles", default="0.5,99.5", show_default=True, metavar="LOW,HIGH",
+              help="For --intensity percentile: the percentiles clipped to.")
+@click.option("--window", "ct_window", default=None, metavar="LEVEL,WIDTH",
+              help="For --intensity window: the CT window in the volume's units, e.g. 40,400 (soft tissue).")
+@click.option("--spacing", default=None, metavar="I,J,K",
+              help="For .npy volumes: the voxel size in millimetres [default: 1,1,1]; NIfTI headers give it.")
 @engine_options
 @model_options
 def explain(model_path, image_path, dataset, segment, methods, params, score, score_params, target, out, seed,
-            per_pixel_max, color_map, engine, address, workers, **model_settings):
+            per_pixel_max, color_map, intensity, percentiles, ct_window, spacing, engine, address, workers,
+            **model_settings):
     """Explain which pixels of IMAGE (or of every image of a --dataset) made MODEL (an .onnx file) segment
-    what it segmented."""
+    what it segmented.
+
+    IMAGE is a picture or a 2-D NIfTI slice for a 2-D model, and a volume (.nii, .nii.gz or .npy) for a
+    3-D model: its maps are then also written as NIfTI with the volume's affine and header, and
+    distances are measured in millimetres."""
     from onnxplain.method import make_baseline
     from onnxplain.targets import Target
 
@@ -75,24 +92,33 @@ def explain(model_path, image_path, dataset, segment, methods, params, score, sc
         return
     check_single_image(engine, address, workers)
     model = open_model(model_path, model_settings)
-    image = read_model_image(image_path, model)
+    volume = None
+    if len(model.input.spatial) == 3:
+        volume, image, volume_intensity = _read_volume(image_path, spacing, intensity, percentiles, ct_window)
+    else:
+        if intensity != "none" or spacing is not None:
+            raise OnnxplainError("--intensity and --spacing are options of volumes, and this model takes 2-D images")
+        image = read_model_image(image_path, model)
     ground_truth = io.read_mask(segment) if segment is not None else None
     scorer = create_plugin("score", score, score_params) if score else None
     chosen = [create_method(name, method_params(params, name, methods), seed=seed, score=scorer)
               for name in methods]
     goal = Target.parse(target).of_class(model_settings["class_index"], model_settings["output"])
-    baseline = make_baseline(model, image, goal, segment=ground_truth)
+    baseline = make_baseline(model, image, goal, segment=ground_truth,
+                             spacing=None if volume is None else volume.spacing)
     totals = [method.count(baseline.image) or 0 for method in chosen]  # every method's masks, checked before any runs
-    base_out = out or Path("onnxplain-out") / (f"{image_path.stem}-{methods[0]}" if len(methods) == 1
-                                               else image_path.stem)
+    stem = _stem(image_path)
+    base_out = out or Path("onnxplain-out") / (f"{stem}-{methods[0]}" if len(methods) == 1 else stem)
     extra = {"image_file": str(image_path), "segment_file": str(segment) if segment else None}
     lines = []
-    with io.output_folder(base_out, needed_bytes=result_bytes(image, len(methods)),
+    with io.output_folder(base_out, needed_bytes=result_bytes(baseline.image, len(methods)),
                           inputs=(model_path, image_path, segment)) as staging:
         for name, method, total in zip(methods, chosen, totals, strict=True):
             with progress_bar(total, f"{name} ({total} images)" if total else name) as update:
                 result = method.attribute(model, baseline.image, goal, baseline=baseline,
                                           batch_size=model_settings["batch_size"], progress=update)
+            if volume is not None:
+                result.record["volume"] = {**geometry(volume), "intensity": volume_intensity}
             single = len(methods) == 1
             folder = staging if single else staging / name
             folder.mkdir(exist_ok=True)
@@ -115,9 +141,39 @@ def explain(model_path, image_path, dataset, segment, methods, params, score, sc
                         work += f", converged after {run['masks_used']} of {run['masks_available']} masks"
                     else:
                         work += f", not converged to {run['target']} within {run['masks_available']} masks"
+            if "patches" in result.record:  # a volume run patch by patch: what reusing patches saved
+                patches = result.record["patches"]
+                work += (f", {patches['run']} patch passes run and {patches['reused']} reused "
+                         f"({100 * patches['passes_saved']:.0f}% saved)")
             where = base_out if single else base_out / name
             lines.append(f"{name} with {basis}: {work}; {len(written)} files in {where}")
     click.echo("\n".join(lines))
+
+
+def _read_volume(path: Path, spacing: str | None, intensity: str, percentiles: str, window: str | None
+                 ) -> tuple[Volume, np.ndarray, dict]:
+    """The volume at `path`, its voxels normalised as asked (channels last), and what was done."""
+    def numbers(text: str, option: str, count: int) -> tuple[float, ...]:
+        values = floats(text, option)
+        if len(values) != count:
+            raise click.BadParameter(f"give {count} numbers separated by commas, got {text!r}", param_hint=option)
+        return tuple(values)
+
+    volume = read_volume(path, spacing=None if spacing is None else numbers(spacing, "--spacing", 3))  # type: ignore[arg-type]
+    low, high = numbers(percentiles, "--percentiles", 2)
+    level_width = None if window is None else numbers(window, "--window", 2)
+    if (intensity == "window") != (level_width is not None):
+        raise click.BadParameter("--window goes with --intensity window, and that needs --window LEVEL,WIDTH",
+                                 param_hint="--window")
+    voxels, done = normalise_intensity(volume.array, intensity, percentiles=(low, high),
+                                       window=level_width)  # type: ignore[arg-type]
+    return volume, voxels[..., None], done
+
+
+def _stem(path: Path) -> str:
+    """The file name without its suffixes of image and volume files (``brain.nii.gz`` gives ``brain``)."""
+    name = path.name
+    return name[:-len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
 
 
 def _explain_dataset(model_path, dataset, methods, params, score, score_params, target, out, seed, color_map,
@@ -174,7 +230,7 @@ def demo(out, sample, device, batch_size):
     baseline = make_baseline(model, chosen.image)
     pictures = [render.picture(chosen.image), render.mask_overlay(chosen.image, baseline.output.mask[0])]
     titles = [f"sample {sample} (decider: {chosen.decider_shape})", "model's segment"]
-    with io.output_folder(out, needed_bytes=result_bytes(chosen.image, 3)) as staging:
+    with io.output_folder(out, needed_bytes=result_bytes(chosen.image[..., None], 3)) as staging:
         for name in ("hdm", "rise"):
             method = plugins.create("method", name)  # each method with its defaults
             total = method.count(baseline.image)

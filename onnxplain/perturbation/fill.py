@@ -96,15 +96,20 @@ def blend(image: np.ndarray, masks: np.ndarray, fill: np.ndarray | float, *, cha
     ndarray of float32, shape (n, *spatial, C)
     """
     weights = masks[..., None]
+    # Written as image * mask + fill * (1 - mask), exact at both ends: a pixel its mask keeps (1) is the
+    # image's own value, bit for bit (a model on patches then sees untouched patches as unchanged), and
+    # one it hides (0) is the fill's.
     if channel is None:
         if isinstance(fill, float) and fill == 0.0:
             return image * weights  # black fill: no zeros to add
-        return fill + (image - fill) * weights
+        perturbed = image * weights
+        perturbed += fill * (1.0 - weights)
+        return perturbed
     if not 0 <= channel < image.shape[-1]:
         raise OnnxplainError(f"channel {channel} does not exist in an image of {image.shape[-1]} channel(s)",
                              parameters=("channel",))
     perturbed = np.repeat(image[None], len(masks), axis=0)
     part = np.asarray(fill)[..., channel : channel + 1] if np.ndim(fill) else fill
     kept = image[..., channel : channel + 1]
-    perturbed[..., channel : channel + 1] = part + (kept - part) * weights
+    perturbed[..., channel : channel + 1] = kept * weights + part * (1.0 - weights)
     return perturbed

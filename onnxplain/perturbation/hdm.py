@@ -1,9 +1,10 @@
-"""Hausdorff Distance Masks (HDM): occlude the image with a filled circle at every grid position.
+"""Hausdorff Distance Masks (HDM): occlude the image with a filled ball at every grid position:
+circles in 2-D, spheres in 3-D.
 
 Differences from the 2019 code, all deliberate: the Hausdorff distance is measured between pixel
 coordinates (it treated image rows as points), masks run in batches, images need not be square,
-and circles are centred on the cells of the offset grid (their bounding box used to start at the
-cell corner, so the left and top borders were covered less than the right and bottom).
+volumes work too, and circles are centred on the cells of the offset grid (their bounding box used
+to start at the cell corner, so the left and top borders were covered less than the right and bottom).
 """
 
 from __future__ import annotations
@@ -19,69 +20,99 @@ from onnxplain.perturbation.masks import MaskSource
 from onnxplain.perturbation.refine import check_refine
 
 
-def circle_geometry(shape: tuple[int, int], circle_size: int | None, offset: int | None) -> tuple[int, int, int, int]:
-    """Return (circle_size, offset, rows, columns) for an image of `shape` (H, W), defaults filled in.
+def circle_geometry(shape: tuple[int, ...], circle_size: int | None,
+                    offset: int | None) -> tuple[int, int, tuple[int, ...]]:
+    """Return (circle_size, offset, grid) for an image of spatial `shape`, defaults filled in.
 
-    The circle is ``min(H, W) * 25 / 240`` px (25 on testnet) and the offset two fifths of it when
-    omitted.
+    `grid` is the number of positions along each axis, ``ceil(side / offset)``. When omitted, the
+    diameter is ``min(shape) * 25 / 240`` in 2-D (25 px on testnet) and the offset two fifths of it;
+    in 3-D (and more) the diameter is ``min(shape) / 6`` and the offset half of it (8 and 4 voxels
+    on a 48³ volume: 1,728 spheres), since the number of balls grows with the power of the
+    dimension. Diameters are rounded, at least 3; offsets at least 1.
+
+    Examples
+    --------
+    >>> circle_geometry((240, 240), None, None)
+    (25, 10, (24, 24))
+    >>> circle_geometry((48, 48, 48), None, None)
+    (8, 4, (12, 12, 12))
     """
-    height, width = shape
-    size = circle_size or max(3, round(min(height, width) * 25 / 240))
-    step = offset or max(1, round(size * 2 / 5))
-    return size, step, math.ceil(height / step), math.ceil(width / step)
+    if len(shape) <= 2:
+        size = circle_size or max(3, round(min(shape) * 25 / 240))
+        step = offset or max(1, round(size * 2 / 5))
+    else:
+        size = circle_size or max(3, round(min(shape) / 6))
+        step = offset or max(1, size // 2)
+    return size, step, tuple(math.ceil(side / step) for side in shape)
 
 
 class CircleMasks(MaskSource):
-    """Filled circles of diameter `circle_size`, one centred on each cell of an `offset` grid.
+    """Filled balls of diameter `circle_size` (circles in 2-D, spheres in 3-D), one centred on each
+    cell of an `offset` grid along every spatial axis.
 
-    There are ``ceil(H / offset) * ceil(W / offset)`` masks, in row-major order of their cells.
+    There are ``prod(ceil(side / offset))`` masks, in row-major (C) order of their cells; `grid`
+    holds the positions per axis. See `circle_geometry` for the defaults.
 
     Examples
     --------
     >>> circles = CircleMasks((8, 12), circle_size=5, offset=4)
-    >>> len(circles)
-    6
+    >>> len(circles), circles.grid
+    (6, (2, 3))
     >>> masks = circles.batch(0, 6).masks
     >>> masks.shape, float(masks.min()), float(masks.max())
     ((6, 8, 12), 0.0, 1.0)
+    >>> spheres = CircleMasks((8, 8, 12), circle_size=5, offset=4)
+    >>> len(spheres), spheres.batch(0, 1).masks.shape
+    (12, (1, 8, 8, 12))
     """
 
+    grid: tuple[int, ...]  # always set: balls sit on a regular grid
+
     def __init__(self, spatial: tuple[int, ...], *, circle_size: int | None = None, offset: int | None = None):
-        if len(spatial) != 2:
-            raise OnnxplainError(f"HDM's circles are 2-D; the image's spatial shape is {spatial}")
         super().__init__(spatial)
-        height, width = self.spatial
-        self.circle_size, self.offset, self.rows, self.columns = circle_geometry((height, width), circle_size, offset)
-        self.grid = (self.rows, self.columns)
+        self.circle_size, self.offset, self.grid = circle_geometry(self.spatial, circle_size, offset)
+
+    @property
+    def rows(self) -> int:
+        """Positions along the first axis (the grid's rows in 2-D)."""
+        return self.grid[0]
+
+    @property
+    def columns(self) -> int:
+        """Positions along the last axis (the grid's columns in 2-D)."""
+        return self.grid[-1]
 
     def __len__(self) -> int:
-        return self.rows * self.columns
+        return math.prod(self.grid)
 
-    def centers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column of every circle centre, in mask order (float, pixel centres at integers)."""
+    def centers(self) -> tuple[np.ndarray, ...]:
+        """Coordinates of every centre, one array per axis (row and column in 2-D), in mask order
+        (float, pixel centres at integers)."""
         middle = (self.offset - 1) / 2
-        row, column = np.divmod(np.arange(len(self)), self.columns)
-        return row * self.offset + middle, column * self.offset + middle
+        positions = np.unravel_index(np.arange(len(self)), self.grid)
+        return tuple(position * self.offset + middle for position in positions)
 
     def _masks(self, start: int, stop: int) -> np.ndarray:
-        center_y, center_x = (c[start:stop] for c in self.centers())
-        # Every centre has the same fractional part, so one disc of pixel offsets fits all circles.
+        centers = [center[start:stop] for center in self.centers()]
+        # Every centre has the same fractional part, so one ball of pixel offsets fits all of them.
         fraction = (self.offset - 1) / 2 % 1
         reach = math.ceil(self.circle_size / 2) + 1
-        dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
-        inside = (dy - fraction) ** 2 + (dx - fraction) ** 2 <= (self.circle_size / 2) ** 2
-        rows = np.floor(center_y).astype(int)[:, None] + dy[inside]
-        columns = np.floor(center_x).astype(int)[:, None] + dx[inside]
-        which = np.broadcast_to(np.arange(stop - start)[:, None], rows.shape)
-        height, width = self.spatial
-        visible = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
+        steps = np.indices((2 * reach + 1,) * len(self.spatial)) - reach  # (axes, *window)
+        inside = ((steps - fraction) ** 2).sum(axis=0) <= (self.circle_size / 2) ** 2
+        ball = steps[:, inside]  # (axes, pixels of the ball)
+        pixels = [np.floor(center).astype(int)[:, None] + step for center, step in zip(centers, ball, strict=True)]
+        visible = np.ones(pixels[0].shape, bool)
+        for coordinate, side in zip(pixels, self.spatial, strict=True):
+            visible &= (coordinate >= 0) & (coordinate < side)
+        which = np.broadcast_to(np.arange(stop - start)[:, None], visible.shape)
         masks = np.ones((stop - start, *self.spatial), np.float32)
-        masks[which[visible], rows[visible], columns[visible]] = 0.0
+        masks[(which[visible], *(coordinate[visible] for coordinate in pixels))] = 0.0
         return masks
 
     def arrays(self) -> dict[str, np.ndarray]:
-        rows, columns = self.centers()
-        return {"circles": np.stack([rows, columns, np.full(len(rows), self.circle_size / 2)], axis=1)}
+        """``'circles'``: one row per ball, its centre's coordinates (row, column in 2-D) then its radius."""
+        centers = self.centers()
+        return {"circles": np.stack([*centers, np.full(len(self), self.circle_size / 2)], axis=1)}
 
 
 VARIANTS = {"segment": ("segment-distance", "blur"), "2019": ("hausdorff", "black")}
@@ -89,8 +120,8 @@ VARIANTS = {"segment": ("segment-distance", "blur"), "2019": ("hausdorff", "blac
 
 
 class Hdm(PerturbationMethod):
-    """Hausdorff Distance Masks: a filled circle at every grid position, the distance between each
-    occluded output and the reference, averaged over the circles hiding each pixel.
+    """Hausdorff Distance Masks: a filled circle (a sphere in 3-D) at every grid position, the distance
+    between each occluded output and the reference, averaged over the circles hiding each pixel.
 
     Positive map values: hiding the pixel moves the output away from the reference.
 
@@ -104,10 +135,12 @@ class Hdm(PerturbationMethod):
     Parameters
     ----------
     circle_size : int, optional
-        Circle diameter in pixels; ``min(H, W) * 25 / 240`` rounded when omitted (25 px on testnet).
+        Circle (sphere) diameter in pixels. When omitted, ``min(H, W) * 25 / 240`` rounded in 2-D
+        (25 px on testnet); ``min(D, H, W) / 6`` rounded in 3-D (8 voxels on a 48³ volume).
     offset : int, optional
-        Distance between circle centres in pixels; two fifths of the circle size when omitted
-        (10 px on testnet: 576 masks, every pixel under about five circles).
+        Distance between centres in pixels, along every axis. When omitted, two fifths of the circle
+        size in 2-D (10 px on testnet: 576 masks, every pixel under about five circles); half the
+        sphere size in 3-D (4 voxels on a 48³ volume: 1,728 masks).
     normalize : bool
         Fill circles with -1 instead of 0: black in an image normalised to [-1, 1], as the 2019
         option did. Only useful for images passed already normalised.

@@ -28,13 +28,15 @@ _REMAKE_BATCH = 256  # masks made at once, at most, when they are made again: 59
 
 
 class RiseMasks(MaskSource):
-    """RISE masks: a `grid_size` × `grid_size` grid of cells, each kept with probability `p1`,
-    upsampled bilinearly to ``grid_size + 1`` times the cell size ``ceil(H / grid_size)`` ×
-    ``ceil(W / grid_size)``, then cropped to the image at a random shift of less than a cell.
+    """RISE masks: a grid of `grid_size` cells along every spatial axis, each cell kept with
+    probability `p1`, upsampled (bilinearly in 2-D, trilinearly in 3-D) to ``grid_size + 1`` times
+    the cell size ``ceil(side / grid_size)`` per axis, then cropped to the image at a random shift
+    of less than a cell per axis.
 
-    Mask ``i`` is drawn from ``numpy.random.default_rng([seed, i])``, so it does not depend on the
-    batch size or on how many masks came before. With `masks_file`, the masks are read from a
-    ``.npy`` file shaped (N, H, W) or (N, 1, H, W) instead, lazily.
+    Mask ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` (the grid, then one shift per
+    axis in axis order), so it does not depend on the batch size or on how many masks came before.
+    With `masks_file`, the masks are read from a ``.npy`` file shaped (N, *spatial), such as
+    (N, H, W) or (N, D, H, W), or the 2019 (N, 1, H, W), instead, lazily.
 
     Examples
     --------
@@ -44,12 +46,12 @@ class RiseMasks(MaskSource):
     ((4, 30, 20), True)
     >>> bool((masks[2:] == rise.batch(2, 4).masks).all())
     True
+    >>> RiseMasks((6, 10, 8), n_masks=2, grid_size=3, p1=0.5, seed=1).batch(0, 2).masks.shape
+    (2, 6, 10, 8)
     """
 
     def __init__(self, spatial: tuple[int, ...], *, n_masks: int, grid_size: int, p1: float, seed: int,
                  masks_file: str | None = None):
-        if len(spatial) != 2:
-            raise OnnxplainError(f"RISE's grids are 2-D; the image's spatial shape is {spatial}")
         super().__init__(spatial)
         self.n_masks, self.grid_size, self.p1, self.seed = n_masks, grid_size, p1, seed
         self._file = None if masks_file is None else open_masks(Path(masks_file), self.spatial)
@@ -60,22 +62,26 @@ class RiseMasks(MaskSource):
     def _masks(self, start: int, stop: int) -> np.ndarray:
         if self._file is not None:
             return np.asarray(self._file[start:stop], dtype=np.float32).reshape(stop - start, *self.spatial)
-        height, width = self.spatial
-        rows_up, columns_up = _upsampling(self.spatial, self.grid_size)
-        cell_height, cell_width = (math.ceil(side / self.grid_size) for side in self.spatial)
-        count = stop - start
-        grids = np.empty((count, self.grid_size, self.grid_size), np.float32)
-        shift_rows = np.empty(count, np.intp)
-        shift_columns = np.empty(count, np.intp)
+        count, axes = stop - start, len(self.spatial)
+        cells = [math.ceil(side / self.grid_size) for side in self.spatial]
+        grids = np.empty((count, *(self.grid_size,) * axes), np.float32)
+        shifts = np.empty((count, axes), np.intp)
         for k, i in enumerate(range(start, stop)):
             rng = np.random.default_rng([self.seed, i])
-            grids[k] = rng.random((self.grid_size, self.grid_size)) < self.p1
-            shift_rows[k] = rng.integers(cell_height)
-            shift_columns[k] = rng.integers(cell_width)
+            grids[k] = rng.random(grids.shape[1:]) < self.p1
+            shifts[k] = [rng.integers(cell) for cell in cells]
         # Upsample and crop in one step: pick each mask's shifted rows of the interpolation matrices.
-        rows = rows_up[shift_rows[:, None] + np.arange(height)]  # (count, H, grid)
-        columns = columns_up[shift_columns[:, None] + np.arange(width)]  # (count, W, grid)
-        return rows @ grids @ columns.transpose(0, 2, 1)
+        matrices = [up[shifts[:, axis, None] + np.arange(side)]  # (count, side, grid)
+                    for axis, (up, side) in enumerate(zip(_upsampling(self.spatial, self.grid_size),
+                                                          self.spatial, strict=True))]
+        if axes == 2:
+            rows, columns = matrices
+            return rows @ grids @ columns.transpose(0, 2, 1)
+        masks = grids
+        for matrix in matrices:
+            # Contract the first grid axis left; its upsampled axis goes last, so the axes end in order.
+            masks = np.einsum("kg...,ksg->k...s", masks, matrix)
+        return masks
 
     def save(self, path: str | Path, *, batch_size: int = 256) -> Path:
         """Write all masks to a ``.npy`` file, batch by batch, atomically, through a memory map."""
@@ -115,24 +121,30 @@ def _upsampling(shape: tuple[int, ...], grid_size: int) -> tuple[np.ndarray, ...
 
 
 def open_masks(path: Path, spatial: tuple[int, ...]) -> np.ndarray:
-    """Memory-map a ``.npy`` file of masks for images of `spatial` shape, or say why it cannot serve."""
+    """Memory-map a ``.npy`` file of masks for images of `spatial` shape, or say why it cannot serve.
+
+    The file holds masks shaped (N, *spatial); a channel axis of one after N, as in the 2019 files
+    (N, 1, H, W), is dropped.
+    """
     if not path.is_file():
         raise OnnxplainError(f"masks file not found: {path}", parameters=("masks_file",))
     try:
         masks = np.load(path, mmap_mode="r")
     except (ValueError, OSError) as error:
         raise OnnxplainError(f"{path} is not a .npy file of masks ({error})", parameters=("masks_file",)) from error
-    if masks.ndim == 4 and masks.shape[1] == 1:  # the 2019 files are (N, 1, H, W)
+    if masks.ndim == len(spatial) + 2 and masks.shape[1] == 1:  # the 2019 files are (N, 1, H, W)
         masks = masks[:, 0]
-    if masks.ndim != 3 or len(masks) == 0:
-        raise OnnxplainError(f"{path} holds an array shaped {masks.shape}; masks are shaped (N, H, W)",
-                             parameters=("masks_file",))
+    axes = {2: "H, W", 3: "D, H, W"}.get(len(spatial), "*spatial")
+    if masks.ndim != len(spatial) + 1 or len(masks) == 0:
+        raise OnnxplainError(f"{path} holds an array shaped {masks.shape}; masks are shaped (N, {axes}) "
+                             f"for an image of spatial shape {spatial}", parameters=("masks_file",))
     if masks.shape[1:] != spatial:
-        raise OnnxplainError(
-            f"the masks in {path} are {masks.shape[2]}x{masks.shape[1]} but the image is {spatial[1]}x{spatial[0]} "
-            "(width x height); generate masks for this image size",
-            parameters=("masks_file",),
-        )
+        if len(spatial) == 2:
+            sizes = (f"are {masks.shape[2]}x{masks.shape[1]} but the image is {spatial[1]}x{spatial[0]} "
+                     "(width x height); generate masks for this image size")
+        else:
+            sizes = f"are shaped {masks.shape[1:]} but the volume is {spatial} ({axes}); generate masks for this size"
+        raise OnnxplainError(f"the masks in {path} {sizes}", parameters=("masks_file",))
     return masks
 
 
@@ -145,11 +157,13 @@ class Rise(PerturbationMethod):
     n_masks : int
         Number of masks (the 2019 ``N``). More masks, less noise; time grows linearly, memory not.
     grid_size : int
-        Cells per side of the random grid (the 2019 ``s``).
+        Cells of the random grid along each spatial axis (the 2019 ``s``): ``grid_size ** 2`` cells
+        in 2-D, ``grid_size ** 3`` in 3-D.
     p1 : float
         Probability that a cell is kept.
     masks_file : str, optional
-        A ``.npy`` file of masks shaped (N, H, W) or (N, 1, H, W) to use instead of random ones.
+        A ``.npy`` file of masks shaped (N, *spatial), such as (N, H, W) or (N, D, H, W), or the
+        2019 (N, 1, H, W), to use instead of random ones.
     per_pixel_max : bool
         Also merge the maps of every region pixel by their maximum (the 2019 ``RISEResult.max()``),
         saved as the array ``rise_max``. Costs one float32 per mask and region pixel while running,

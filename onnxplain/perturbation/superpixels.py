@@ -1,4 +1,5 @@
-"""Superpixels: the features that ablation, LIME, KernelSHAP and Shapley sampling switch on and off."""
+"""Superpixels (supervoxels in 3-D): the features that ablation, LIME, KernelSHAP and Shapley sampling
+switch on and off."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def superpixels(image: np.ndarray, segments: str = "slic", *, n_segments: int = 
         The image, in [0, 1].
     segments : {'slic', 'quickshift', 'felzenszwalb', 'grid'} or str
         A scikit-image segmentation, a regular grid, or the path of a label image (a PNG or a
-        ``.npy`` array of the image's spatial shape, one integer label per pixel).
+        ``.npy`` array of the image's spatial shape, one integer label per pixel). SLIC and the
+        grid work in any number of spatial axes (supervoxels in 3-D); quickshift and felzenszwalb
+        on 2-D images only.
     n_segments : int
         About how many features SLIC and the grid make; quickshift and felzenszwalb choose their
         own number from the image (their scale is set from `n_segments`).
@@ -37,6 +40,8 @@ def superpixels(image: np.ndarray, segments: str = "slic", *, n_segments: int = 
     >>> labels = superpixels(np.zeros((8, 8, 1), np.float32), "grid", n_segments=4)
     >>> int(labels.max()) + 1, int(labels[0, 0]), int(labels[7, 7])
     (4, 0, 3)
+    >>> int(superpixels(np.zeros((8, 8, 8, 1), np.float32), "grid", n_segments=8).max()) + 1
+    8
     """
     if n_segments < 1:
         raise OnnxplainError(f"n_segments must be at least 1, got {n_segments}", parameters=("n_segments",))
@@ -96,6 +101,10 @@ def _grid(spatial: tuple[int, ...], n_segments: int) -> np.ndarray:
 def _skimage(image: np.ndarray, segments: str, n_segments: int) -> np.ndarray:
     from skimage import segmentation  # scikit-image is imported only when superpixels are asked for
 
+    spatial = image.shape[:-1]
+    if segments != "slic" and len(spatial) != 2:  # scikit-image's quickshift and felzenszwalb are 2-D only
+        raise OnnxplainError(f"segments={segments!r} works on 2-D images only, and this image's spatial shape "
+                             f"is {spatial}; use 'slic' or 'grid'", parameters=("segments",))
     gray = image.shape[-1] == 1
     if segments == "slic":
         # Grey levels are stretched to CIELAB's lightness range (0-100), so one compactness (10, the
@@ -103,7 +112,7 @@ def _skimage(image: np.ndarray, segments: str, n_segments: int) -> np.ndarray:
         data = image * 100.0 if gray else image
         return segmentation.slic(data, n_segments=n_segments, compactness=10.0, channel_axis=-1, start_label=0,
                                  convert2lab=not gray, enforce_connectivity=True)
-    spatial_size = math.prod(image.shape[:-1])
+    spatial_size = math.prod(spatial)
     scale = spatial_size / n_segments
     if segments == "felzenszwalb":
         return segmentation.felzenszwalb(image, scale=scale, sigma=0.5, min_size=max(1, int(scale / 4)),
