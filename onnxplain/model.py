@@ -409,7 +409,7 @@ class OnnxModel:
             if raw.dtype.kind in "iub":
                 raise OnnxplainError(f"output '{name}' holds class labels, which patches cannot be blended from; "
                                      "explain an output of scores or probabilities", parameters=("output",))
-            first_axis = self._reader(name)._to_nchw(raw).astype(np.float32, copy=False)
+            first_axis = self._reader(name).channels_first(raw).astype(np.float32, copy=False)
             check_patch_output(first_axis, (len(chunk), self.input.channels, *grid.patch))
             for (i, p, same_as_base), values in zip(chunk, first_axis, strict=True):
                 add(i, p, values)
@@ -458,14 +458,14 @@ class OnnxModel:
             When the reduced model cannot be made or run, or agrees with fp32 less than `min_dice`
             or `min_correlation` say.
         """
-        if self.patch is not None:
-            checked = self.check_image(image)
-            if self._patch_base is None or not np.array_equal(self._patch_base, checked):
-                self._patch_base, self._patch_outputs = checked.copy(), {}
-                self.patch_counts = {"run": 0, "reused": 0}
-        if self.precision == "fp32":
+        if self.patch is None and self.precision == "fp32":
             return
         image = self.check_image(image)
+        if self.patch is not None and (self._patch_base is None or not np.array_equal(self._patch_base, image)):
+            self._patch_base, self._patch_outputs = image.copy(), {}
+            self.patch_counts = {"run": 0, "reused": 0}
+        if self.precision == "fp32":
+            return
         key = f"{image_key(image)}|{class_index}|{output}"
         if key == self._prepared:
             return

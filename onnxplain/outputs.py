@@ -99,7 +99,7 @@ class OutputReader:
                 "normalisation (scale, mean, std) and that the model works on this kind of image",
                 parameters=("scale", "mean", "std"),
             )
-        logits = self._to_nchw(raw)
+        logits = self.channels_first(raw)
         if logits.dtype.kind in "iub":
             return self._labels(logits, class_index)
         classes = logits.shape[1]
@@ -161,7 +161,7 @@ class OutputReader:
         mask = labels[:, 0] == class_index
         return ModelOutput(mask=mask, probability=mask.astype(np.float32))
 
-    def _to_nchw(self, raw: np.ndarray) -> np.ndarray:
+    def channels_first(self, raw: np.ndarray) -> np.ndarray:
         """The output with its channels right after the batch axis (one channel added where it has none)."""
         if raw.ndim == self.spatial_rank + 1:
             return raw[:, None]

@@ -14,6 +14,7 @@ import gzip
 import io as io_module
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def is_volume_file(path: str | Path) -> bool:
     return str(path).lower().endswith(VOLUME_SUFFIXES)
 
 
-def read_volume(path: str | Path, *, spacing: tuple[float, float, float] | None = None) -> Volume:
+def read_volume(path: str | Path, *, spacing: Sequence[float] | None = None) -> Volume:
     """Read a 3-D volume with its geometry.
 
     Parameters
@@ -200,17 +201,16 @@ def write_like(array: np.ndarray, record: dict[str, Any], path: str | Path) -> P
     shape = tuple(record["shape"])
     if np.shape(array) != shape:
         raise OnnxplainError(f"a map of a volume shaped {shape} has that shape, got {np.shape(array)}")
-    # The array only gives write_volume the shape: left uninitialised, it costs no memory.
-    like = Volume(array=np.empty(shape, np.float32), affine=np.asarray(record["affine"], np.float64),
+    like = Volume(array=np.asarray(array, np.float32), affine=np.asarray(record["affine"], np.float64),
                   spacing=(spacing[0], spacing[1], spacing[2]), header=header)
-    return write_volume(array, like, path)
+    return write_volume(like.array, like, path)
 
 
 INTENSITIES = ("none", "zscore", "percentile", "window")
 
 
-def normalise_intensity(array: np.ndarray, mode: str = "none", *, percentiles: tuple[float, float] = (0.5, 99.5),
-                        window: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def normalise_intensity(array: np.ndarray, mode: str = "none", *, percentiles: Sequence[float] = (0.5, 99.5),
+                        window: Sequence[float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Bring a volume's scanner values to what a medical model was trained on.
 
     The statistics come from the unperturbed volume, once: a perturbation then changes the voxels it

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import directed_hausdorff
 
+from onnxplain.distances import empty_distance, hausdorff_distance
 from onnxplain.errors import OnnxplainError
 from onnxplain.outputs import ModelOutput
-from onnxplain.scores import ClassScore, DiceScore, HausdorffScore, empty_distance, hausdorff_distance
+from onnxplain.scores import ClassScore, DiceScore, HausdorffScore
 from onnxplain.targets import Reference
 
 
@@ -133,7 +134,7 @@ def test_scores_do_not_change_their_inputs():
 def test_edge_pixels_are_the_erosion_boundary():
     from scipy.ndimage import binary_erosion
 
-    from onnxplain.scores import edge_pixels
+    from onnxplain.distances import edge_pixels
 
     masks = np.random.default_rng(7).random((4, 15, 17)) < 0.6
     expected = np.stack([m & ~binary_erosion(m) for m in masks])  # image borders count as outside

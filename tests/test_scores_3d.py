@@ -7,6 +7,7 @@ import pytest
 from scipy.ndimage import binary_erosion, generate_binary_structure
 from scipy.spatial.distance import cdist, directed_hausdorff
 
+from onnxplain.distances import edge_pixels, empty_distance, hausdorff_distance, surface_distances
 from onnxplain.errors import OnnxplainError
 from onnxplain.outputs import ModelOutput
 from onnxplain.scores import (
@@ -16,10 +17,6 @@ from onnxplain.scores import (
     SegmentDistanceScore,
     SurfaceDistanceScore,
     dice_coefficient,
-    edge_pixels,
-    empty_distance,
-    hausdorff_distance,
-    surface_distances,
 )
 from onnxplain.targets import Reference, make_reference
 

@@ -7,9 +7,9 @@ from PIL import Image
 from onnxplain import data
 from onnxplain.compat import hdm
 from onnxplain.compat.rise import SegmentationRISE
+from onnxplain.distances import hausdorff_distance
 from onnxplain.errors import OnnxplainError
 from onnxplain.model import OnnxModel
-from onnxplain.scores import hausdorff_distance
 
 
 def test_hdm_example_script(brightness, bright_square):

@@ -159,14 +159,13 @@ def _read_volume(path: Path, spacing: str | None, intensity: str, percentiles: s
             raise click.BadParameter(f"give {count} numbers separated by commas, got {text!r}", param_hint=option)
         return tuple(values)
 
-    volume = read_volume(path, spacing=None if spacing is None else numbers(spacing, "--spacing", 3))  # type: ignore[arg-type]
+    volume = read_volume(path, spacing=None if spacing is None else numbers(spacing, "--spacing", 3))
     low, high = numbers(percentiles, "--percentiles", 2)
     level_width = None if window is None else numbers(window, "--window", 2)
     if (intensity == "window") != (level_width is not None):
         raise click.BadParameter("--window goes with --intensity window, and that needs --window LEVEL,WIDTH",
                                  param_hint="--window")
-    voxels, done = normalise_intensity(volume.array, intensity, percentiles=(low, high),
-                                       window=level_width)  # type: ignore[arg-type]
+    voxels, done = normalise_intensity(volume.array, intensity, percentiles=(low, high), window=level_width)
     return volume, voxels[..., None], done
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from onnxplain import render
 from onnxplain.attribution import Attribution
+from onnxplain.distances import hausdorff_distance
 from onnxplain.errors import OnnxplainError
 from onnxplain.method import Progress
 from onnxplain.model import OnnxModel, load_model
@@ -22,7 +23,7 @@ from onnxplain.perturbation.aggregate import OccludedMean
 from onnxplain.perturbation.engine import reaggregate
 from onnxplain.perturbation.hdm import CircleMasks, Hdm
 from onnxplain.registry import plugin_parameters
-from onnxplain.scores import HausdorffScore, Score, hausdorff_distance
+from onnxplain.scores import HausdorffScore, Score
 from onnxplain.targets import Reference
 
 RAW = 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
+from onnxplain.distances import empty_distance
 from onnxplain.outputs import ModelOutput
-from onnxplain.scores import Score, empty_distance
+from onnxplain.scores import Score
 from onnxplain.targets import Reference
 
 
